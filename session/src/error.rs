@@ -1,0 +1,144 @@
+//! The errors carafe reports.
+
+use std::time::Duration;
+
+/// A mistake in the layer's configuration, reported by
+/// [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build) before
+/// the application serves a single request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No secret was given and the layer cannot sign cookies.
+    #[error("no secret: call SessionLayerBuilder::secret (or ::key) with at least 32 bytes")]
+    MissingSecret,
+    /// A secret shorter than the minimum.
+    #[error("secret too short: {len} bytes, at least {min} are needed")]
+    SecretTooShort {
+        /// The length given.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
+    /// A cookie name that is empty or has characters a cookie name cannot have.
+    #[error("invalid cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
+    InvalidCookieName(String),
+    /// A cookie path or domain with characters a cookie attribute cannot have.
+    #[error("invalid cookie {attribute} {value:?}")]
+    InvalidCookieAttribute {
+        /// `"path"` or `"domain"`.
+        attribute: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// `SameSite=None` without `Secure`: browsers drop such cookies.
+    #[error("SameSite=None requires Secure: browsers reject the cookie otherwise")]
+    SameSiteNoneWithoutSecure,
+    /// A duration that must be positive was zero or negative.
+    #[error("{option} must be positive")]
+    NonPositive {
+        /// The option's name.
+        option: &'static str,
+    },
+    /// The store given is not usable with the other options.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// An error from a session store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backend (database, server, file system) failed.
+    #[error("session store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A file-system error.
+    #[error("session store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The record exists but cannot be decoded. The runtime treats it as no
+    /// session (with a warning) and deletes it.
+    #[error("corrupt session record: {0}")]
+    Corrupt(String),
+    /// A create found a record under the same key.
+    #[error("a session record already exists under this key")]
+    Conflict,
+    /// The store did not answer in time.
+    #[error("session store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The session is too large for the store.
+    #[error("session too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The store's limit.
+        limit: usize,
+    },
+}
+
+impl StoreError {
+    /// Wraps any backend error.
+    ///
+    /// ```
+    /// let err = carafe::StoreError::backend(std::fmt::Error);
+    /// assert!(err.to_string().contains("backend"));
+    /// ```
+    pub fn backend(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
+/// An error from a session operation in a handler.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value could not be turned into JSON (for example a map whose keys
+    /// are not strings).
+    #[error("session value for key {key:?} cannot be serialized: {source}")]
+    Serialize {
+        /// The session key.
+        key: String,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored value does not deserialize into the type asked for.
+    #[error("session value for key {key:?} does not deserialize into the type asked for: {source}")]
+    Deserialize {
+        /// The session key.
+        key: String,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A typed session could not be built from the stored data.
+    #[error(transparent)]
+    Typed(#[from] TypedError),
+}
+
+/// A typed session (`#[derive(Session)]`) could not be built from the
+/// session's data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TypedError {
+    /// A field with no default is missing from the session.
+    #[error("session key {key:?} for {type_name} is missing and the field has no default")]
+    Missing {
+        /// The struct.
+        type_name: &'static str,
+        /// The session key.
+        key: &'static str,
+    },
+    /// A field with no default holds a value that does not deserialize.
+    #[error("session key {key:?} for {type_name} does not deserialize and the field has no default: {source}")]
+    Invalid {
+        /// The struct.
+        type_name: &'static str,
+        /// The session key.
+        key: &'static str,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+}

@@ -1,0 +1,231 @@
+//! Secrets, the keys derived from them, and cookie signing.
+//!
+//! The application gives one current secret and any number of old ones.
+//! From each secret, HKDF-SHA256 derives one key per purpose (signing
+//! session-id cookies, encrypting client-side sessions), so the same raw
+//! bytes are never used for two things. New cookies are signed with the
+//! current key; cookies signed with any old key are still accepted, which is
+//! how a secret is rotated without logging anyone out.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::ConfigError;
+use crate::id::{SessionId, ID_LEN};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Base64url length of a 32-byte HMAC-SHA256 tag, without padding.
+const TAG_B64_LEN: usize = 43;
+
+/// The longest cookie value [`Keys::verify`] looks at: an id, a dot and a tag.
+pub(crate) const SIGNED_LEN: usize = ID_LEN + 1 + TAG_B64_LEN;
+
+/// Keys derived from one application secret.
+///
+/// ```
+/// let key = carafe::Key::from_secret(b"a secret of at least thirty-two bytes!")?;
+/// # Ok::<(), carafe::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    signing: [u8; 32],
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    encryption: [u8; 32],
+}
+
+impl Key {
+    /// Derives the keys from `secret`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::SecretTooShort`] if `secret` has fewer than
+    /// [`MIN_SECRET_LEN`] bytes.
+    ///
+    /// ```
+    /// assert!(carafe::Key::from_secret(b"too short").is_err());
+    /// ```
+    pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::SecretTooShort {
+                len: secret.len(),
+                min: MIN_SECRET_LEN,
+            });
+        }
+        let hk = Hkdf::<Sha256>::new(Some(b"carafe v1"), secret);
+        let mut signing = [0u8; 32];
+        let mut encryption = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 8160: expand cannot fail.
+        let _ = hk.expand(b"cookie signing", &mut signing);
+        let _ = hk.expand(b"cookie encryption", &mut encryption);
+        Ok(Key { signing, encryption })
+    }
+
+    /// A random key from the operating system's CSPRNG, for one run of a
+    /// program: sessions signed with it do not survive a restart.
+    ///
+    /// ```
+    /// let key = carafe::Key::generate();
+    /// ```
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut secret = [0u8; 64];
+        fill_random(&mut secret);
+        match Key::from_secret(secret) {
+            Ok(key) => key,
+            Err(_) => unreachable!("64 bytes is longer than the minimum"),
+        }
+    }
+
+    fn mac(&self, id: &str) -> HmacSha256 {
+        let mut mac = match HmacSha256::new_from_slice(&self.signing) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(b"carafe session id\0");
+        mac.update(id.as_bytes());
+        mac
+    }
+
+    /// The 32-byte key for encrypting client-side sessions.
+    #[cfg(feature = "cookie-store")]
+    pub(crate) fn encryption_key(&self) -> &[u8; 32] {
+        &self.encryption
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    if let Err(err) = getrandom::fill(buf) {
+        // Without an entropy source no secure id or key can be made at all;
+        // continuing would hand out guessable sessions.
+        panic!("the operating system's random number generator failed: {err}");
+    }
+}
+
+/// The current key and the old ones still accepted.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    current: Key,
+    old: Vec<Key>,
+}
+
+impl Keys {
+    pub(crate) fn new(current: Key, old: Vec<Key>) -> Self {
+        Keys { current, old }
+    }
+
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) fn current(&self) -> &Key {
+        &self.current
+    }
+
+    /// Every accepted key, current first.
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(&self.current).chain(&self.old)
+    }
+
+    /// The cookie value for `id`: the id, a dot, and the base64url HMAC tag.
+    pub(crate) fn sign(&self, id: &SessionId) -> String {
+        let mut buf = [0u8; ID_LEN];
+        let id = id.encode(&mut buf);
+        let tag = self.current.mac(id).finalize().into_bytes();
+        let mut value = String::with_capacity(SIGNED_LEN);
+        value.push_str(id);
+        value.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut value);
+        value
+    }
+
+    /// The id in a cookie value, if its tag verifies under any accepted key.
+    /// The tag is compared in constant time.
+    pub(crate) fn verify(&self, value: &str) -> Option<SessionId> {
+        if value.len() != SIGNED_LEN {
+            return None;
+        }
+        let (id, tag) = value.split_once('.')?;
+        let parsed = SessionId::parse(id)?;
+        let mut raw = [0u8; 33];
+        let n = URL_SAFE_NO_PAD.decode_slice(tag, &mut raw).ok()?;
+        if n != 32 {
+            return None;
+        }
+        let tag = &raw[..32];
+        std::iter::once(&self.current)
+            .chain(&self.old)
+            .any(|key| key.mac(id).verify_slice(tag).is_ok())
+            .then_some(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(Key::from_secret([7u8; 32]).unwrap(), vec![])
+    }
+
+    #[test]
+    fn round_trip() {
+        let keys = keys();
+        let id = SessionId::generate();
+        let value = keys.sign(&id);
+        assert_eq!(value.len(), SIGNED_LEN);
+        assert_eq!(keys.verify(&value), Some(id));
+    }
+
+    #[test]
+    fn rejects_tampering() {
+        let keys = keys();
+        let id = SessionId::generate();
+        let value = keys.sign(&id);
+        // flip each character in turn
+        for i in 0..value.len() {
+            let mut bytes = value.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            if tampered != value {
+                assert_eq!(keys.verify(&tampered), None, "position {i}");
+            }
+        }
+        assert_eq!(keys.verify(&value[..value.len() - 1]), None);
+        assert_eq!(keys.verify(""), None);
+        assert_eq!(keys.verify(&format!("{value}A")), None);
+    }
+
+    #[test]
+    fn other_secret_is_rejected_old_is_accepted() {
+        let old = Key::from_secret([1u8; 32]).unwrap();
+        let new = Key::from_secret([2u8; 32]).unwrap();
+        let id = SessionId::generate();
+        let signed_old = Keys::new(old.clone(), vec![]).sign(&id);
+        assert_eq!(Keys::new(new.clone(), vec![]).verify(&signed_old), None);
+        let rotated = Keys::new(new, vec![old]);
+        assert_eq!(rotated.verify(&signed_old), Some(id.clone()));
+        assert_ne!(rotated.sign(&id), signed_old);
+    }
+
+    #[test]
+    fn purposes_get_different_keys() {
+        let key = Key::from_secret([3u8; 40]).unwrap();
+        assert_ne!(key.signing, key.encryption);
+        assert_ne!(&key.signing[..], &[3u8; 32][..]);
+    }
+}

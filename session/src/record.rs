@@ -1,0 +1,145 @@
+//! What stores keep: a session's record, and the change set a save hands them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// A session's data: key to JSON value.
+pub type Data = serde_json::Map<String, Value>;
+
+/// A stored session.
+///
+/// ```
+/// use carafe::Record;
+/// use time::macros::datetime;
+/// let t = datetime!(2030-01-01 0:00 UTC);
+/// let record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+/// let json = serde_json::to_string(&record)?;
+/// assert_eq!(serde_json::from_str::<Record>(&json)?, record);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The session's data.
+    pub data: Data,
+    /// When the session was created (Beaker's `_creation_time`).
+    #[serde(with = "time::serde::timestamp")]
+    pub created: OffsetDateTime,
+    /// When the session was last accessed (Beaker's `_accessed_time`).
+    #[serde(with = "time::serde::timestamp")]
+    pub accessed: OffsetDateTime,
+    /// When the store may forget the record: the earlier of the idle timeout
+    /// and the absolute lifetime.
+    #[serde(with = "time::serde::timestamp")]
+    pub expires: OffsetDateTime,
+}
+
+/// Whether a save makes a new record or changes an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
+    /// A new session (or one whose id was just cycled). The store writes a
+    /// new record; if one already exists under the key it answers
+    /// [`StoreError::Conflict`](crate::StoreError::Conflict) and changes
+    /// nothing.
+    Create,
+    /// A session loaded from the store. The store merges the change into the
+    /// record it holds now; if there is none (the session was deleted
+    /// meanwhile, for example by a logout in another request) it writes
+    /// nothing and answers [`SaveOutcome::Missing`].
+    Update,
+}
+
+/// What a save hands the store: the keys set and removed, and the
+/// timestamps.
+///
+/// For [`SaveKind::Create`], `set` is the whole data and `removed` is empty.
+/// For [`SaveKind::Update`], `set` and `removed` hold only the keys this
+/// request changed, so that two overlapping requests that change different
+/// keys both keep their changes (for the same key, the last write wins).
+/// An update with both empty only refreshes the timestamps (a "touch").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Create or update.
+    pub kind: SaveKind,
+    /// Keys written, with their new values.
+    pub set: Data,
+    /// Keys removed.
+    pub removed: Vec<String>,
+    /// The session's creation time.
+    pub created: OffsetDateTime,
+    /// The new accessed time.
+    pub accessed: OffsetDateTime,
+    /// The new expiry time.
+    pub expires: OffsetDateTime,
+}
+
+impl Change {
+    /// True when the change only refreshes the timestamps.
+    ///
+    /// ```
+    /// # use carafe::{Change, SaveKind};
+    /// # let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let touch = Change { kind: SaveKind::Update, set: Default::default(), removed: vec![],
+    ///                      created: t, accessed: t, expires: t };
+    /// assert!(touch.is_touch());
+    /// ```
+    #[must_use]
+    pub fn is_touch(&self) -> bool {
+        self.kind == SaveKind::Update && self.set.is_empty() && self.removed.is_empty()
+    }
+
+    /// Applies the change to `record` (for stores that merge in memory).
+    ///
+    /// ```
+    /// # use carafe::{Change, Record, SaveKind};
+    /// # let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let mut record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+    /// record.data.insert("a".into(), 1.into());
+    /// record.data.insert("b".into(), 2.into());
+    /// let mut set = carafe::Data::new();
+    /// set.insert("c".into(), 3.into());
+    /// let change = Change { kind: SaveKind::Update, set, removed: vec!["a".into()],
+    ///                       created: t, accessed: t, expires: t };
+    /// change.apply(&mut record);
+    /// assert_eq!(record.data.keys().collect::<Vec<_>>(), ["b", "c"]);
+    /// ```
+    pub fn apply(&self, record: &mut Record) {
+        for key in &self.removed {
+            record.data.remove(key);
+        }
+        for (key, value) in &self.set {
+            record.data.insert(key.clone(), value.clone());
+        }
+        record.accessed = self.accessed;
+        record.expires = self.expires;
+    }
+
+    /// The record a [`SaveKind::Create`] change describes.
+    ///
+    /// ```
+    /// # use carafe::{Change, SaveKind};
+    /// # let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let change = Change { kind: SaveKind::Create, set: Default::default(), removed: vec![],
+    ///                       created: t, accessed: t, expires: t };
+    /// assert_eq!(change.to_record().created, t);
+    /// ```
+    #[must_use]
+    pub fn to_record(&self) -> Record {
+        Record {
+            data: self.set.clone(),
+            created: self.created,
+            accessed: self.accessed,
+            expires: self.expires,
+        }
+    }
+}
+
+/// What a save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// The record was written.
+    Saved,
+    /// An update found no record (deleted or expired meanwhile) and wrote
+    /// nothing: a deleted session is never brought back.
+    Missing,
+}

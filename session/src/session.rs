@@ -1,0 +1,347 @@
+//! The untyped, dict-style session handle.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::clock::now_secs;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::record::Data;
+use crate::state::{Inner, State};
+
+/// The session of the current request, dict-style (Beaker's
+/// `environ['beaker.session']`). An axum extractor; clones share one session.
+///
+/// The session is loaded from the store when first extracted in a request
+/// (once, however many extractors ask). Values are JSON through serde_json.
+/// Changes are written at the end of the request if [`save`](Self::save)
+/// was called or the layer has `auto` on, or at once with
+/// [`persist`](Self::persist).
+///
+/// ```
+/// use carafe::Session;
+///
+/// async fn handler(session: Session) -> String {
+///     session.insert("name", "Fred Smith").unwrap();           // session['name'] = 'Fred Smith'
+///     let logged_in = session.contains("user_id");             // 'user_id' in session
+///     let name: Option<String> = session.get("name").unwrap(); // session['name']
+///     session.save();
+///     format!("{name:?} {logged_in}")
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Session { inner }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.lock()
+    }
+
+    pub(crate) fn with_data<R>(&self, f: impl FnOnce(&Data) -> R) -> R {
+        f(&self.lock().data)
+    }
+
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        now_secs(&*self.inner.shared.clock)
+    }
+
+    /// The value under `key`, deserialized; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Deserialize`] when the stored value does not fit `T`.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) -> Result<(), carafe::SessionError> {
+    /// let visits: u32 = session.get("visits")?.unwrap_or(0);
+    /// # Ok(()) }
+    /// ```
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.lock();
+        match state.data.get(key) {
+            None => Ok(None),
+            Some(value) => T::deserialize(value).map(Some).map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The raw JSON value under `key`.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// let raw: Option<serde_json::Value> = session.get_value("cart");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.lock().data.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`. Writing the value a key already holds is
+    /// not a change.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Serialize`] when `value` cannot be turned into JSON;
+    /// the session is then unchanged.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) -> Result<(), carafe::SessionError> {
+    /// session.insert("user_id", 10)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn insert<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<(), SessionError> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+            key: key.clone(),
+            source,
+        })?;
+        self.lock().set(key, value);
+        Ok(())
+    }
+
+    /// Removes `key`, returning its value.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// session.remove("flash");
+    /// # }
+    /// ```
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        self.lock().remove(key)
+    }
+
+    /// Whether `key` holds a value.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// let logged_in = session.contains("user_id");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().data.contains_key(key)
+    }
+
+    /// Removes every key. The session itself (its id and record) stays; use
+    /// [`invalidate`](Self::invalidate) for a new session.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// session.clear();
+    /// assert!(session.is_empty());
+    /// # }
+    /// ```
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The keys, sorted.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// for key in session.keys() { println!("{key}"); }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().data.keys().cloned().collect()
+    }
+
+    /// How many keys the session holds.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// let n = session.len();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().data.len()
+    }
+
+    /// Whether the session holds no key.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// if session.is_empty() { /* a new visitor */ }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().data.is_empty()
+    }
+
+    /// Whether the session has changes that a save would write.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// session.insert("a", &1).unwrap();
+    /// assert!(session.is_modified());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_modified(&self) -> bool {
+        self.lock().is_modified()
+    }
+
+    /// The session's id. Treat it as a secret: its `Display` shows only a
+    /// hash; [`SessionId::expose`] gives the id itself.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// tracing::info!(session = %session.id(), "hello"); // logs a short hash
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn id(&self) -> SessionId {
+        self.lock().id.clone()
+    }
+
+    /// When the session was created (Beaker's `_creation_time`).
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// let age = session.accessed() - session.created();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn created(&self) -> OffsetDateTime {
+        self.lock().created
+    }
+
+    /// When this request loaded the session (Beaker's `_accessed_time`).
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// let now = session.accessed();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn accessed(&self) -> OffsetDateTime {
+        self.lock().accessed
+    }
+
+    /// The previous access as the store recorded it (Beaker's
+    /// `last_accessed`): with `save_accessed_time` on, the last access
+    /// (refreshed at most once per `accessed_time_interval`); with it off,
+    /// the last write. `None` for a new session.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// if session.last_accessed().is_none() { /* first visit */ }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn last_accessed(&self) -> Option<OffsetDateTime> {
+        self.lock().last_accessed
+    }
+
+    /// Flags the session to be saved at the end of the request (Beaker's
+    /// `save()`). Skipped if the response is a 5xx: a request that failed
+    /// does not write.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// session.insert("theme", "dark").unwrap();
+    /// session.save();
+    /// # }
+    /// ```
+    pub fn save(&self) {
+        self.lock().request_save();
+    }
+
+    /// Saves the session now (Beaker's `persist()`), whatever the response
+    /// will be.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] when the store fails or times out; the
+    /// changes stay pending and a later save retries them.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) -> Result<(), carafe::SessionError> {
+    /// session.insert("order", &42)?;
+    /// session.persist().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn persist(&self) -> Result<(), SessionError> {
+        self.inner.persist().await.map_err(SessionError::from)
+    }
+
+    /// Deletes the session (Beaker's `delete()`): its record is removed from
+    /// the store at the end of the request and the browser is sent an
+    /// expiring cookie. The removal happens even if the response is a 5xx.
+    /// Anything written to the session afterwards starts a new session with
+    /// a new id.
+    ///
+    /// ```
+    /// async fn logout(session: carafe::Session) -> &'static str {
+    ///     session.delete();
+    ///     "logged out"
+    /// }
+    /// ```
+    pub fn delete(&self) {
+        let now = self.now();
+        self.lock().end(now);
+    }
+
+    /// Invalidates the session (Beaker's `invalidate()`): the old record is
+    /// deleted and a new, empty session with a new id takes its place for
+    /// the rest of the request.
+    ///
+    /// ```
+    /// # async fn handler(session: carafe::Session) {
+    /// session.invalidate();
+    /// session.insert("flash", "please log in again").unwrap();
+    /// session.save();
+    /// # }
+    /// ```
+    pub fn invalidate(&self) {
+        let now = self.now();
+        self.lock().end(now);
+    }
+
+    /// Gives the session a new id and keeps its data: the defence against
+    /// session fixation, to call whenever privileges change (login). The
+    /// session is saved under the new id at the end of the request (this
+    /// implies [`save`](Self::save)) and the old id stops working.
+    ///
+    /// ```
+    /// async fn login(session: carafe::Session) -> &'static str {
+    ///     session.insert("user", "ada").unwrap();
+    ///     session.cycle_id();
+    ///     "logged in"
+    /// }
+    /// ```
+    pub fn cycle_id(&self) {
+        self.lock().cycle();
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Session")
+            .field("id", &state.id)
+            .field("len", &state.data.len())
+            .finish_non_exhaustive()
+    }
+}

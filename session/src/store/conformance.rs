@@ -1,0 +1,1209 @@
+//! The store conformance suite: checks that a [`SessionStore`] keeps the
+//! contract documented on the trait.
+//!
+//! **This is test-support code.** Every check panics, with a message naming
+//! the store and the rule, on the first violation it finds, and a store error
+//! where the rule expects success is a violation too. Call it from a test,
+//! never from a server.
+//!
+//! Every store carafe ships runs [`run`] (or [`run_with`]) from its tests,
+//! and a store written outside carafe should too:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // In a `#[tokio::test]`:
+//! carafe::store::conformance::run(|| async { carafe::MemoryStore::new() }).await;
+//! # });
+//! ```
+//!
+//! `run` calls `make` once per check and expects a fresh, empty store each
+//! time; a store backed by a shared server (Redis, PostgreSQL) should hand
+//! out a new key prefix or table on every call. A store whose backend
+//! expires records by itself passes [`Options::native_expiry`] to
+//! [`run_with`]. Each check is also a public function taking
+//! `&dyn SessionStore`, so a store with a documented exception can run the
+//! checks that apply to it:
+//!
+//! ```
+//! use carafe::store::conformance;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = carafe::MemoryStore::new();
+//! conformance::create_then_load(&store).await;
+//! conformance::update_merges(&store).await;
+//! # });
+//! ```
+//!
+//! Records the checks write expire a day or more after the wall-clock time
+//! of the run, so that stores which expire records natively keep them for
+//! the whole run. All timestamps are whole seconds, as the runtime's are.
+//!
+//! Not covered: the NUL character (`"\u{0}"`) inside strings, which
+//! PostgreSQL's `jsonb` cannot hold.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
+
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::StoreError;
+use crate::id::{SessionId, StoreKey};
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::store::SessionStore;
+
+/// How many overlapping updates the concurrency checks run.
+const OVERLAPPING: usize = 50;
+
+/// What a store may do differently from the strictest reading of the
+/// contract. The default is the strict reading.
+///
+/// ```
+/// let options = carafe::store::conformance::Options::new().native_expiry(true);
+/// assert!(options.has_native_expiry());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    native_expiry: bool,
+}
+
+impl Options {
+    /// The strict reading of the contract.
+    ///
+    /// ```
+    /// let options = carafe::store::conformance::Options::new();
+    /// assert!(!options.has_native_expiry());
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The backend expires records by itself (Redis keys with a TTL, for
+    /// example), so [`delete_expired`](SessionStore::delete_expired) may
+    /// return 0 and leave expired records for the backend to drop. It must
+    /// still succeed, must never remove a record that has not expired, and
+    /// the count it returns must match what it removed. See
+    /// [`delete_expired_native`].
+    ///
+    /// ```
+    /// let options = carafe::store::conformance::Options::new().native_expiry(true);
+    /// assert!(options.has_native_expiry());
+    /// ```
+    #[must_use]
+    pub fn native_expiry(mut self, yes: bool) -> Self {
+        self.native_expiry = yes;
+        self
+    }
+
+    /// Whether [`Options::native_expiry`] is set.
+    ///
+    /// ```
+    /// assert!(!carafe::store::conformance::Options::default().has_native_expiry());
+    /// ```
+    #[must_use]
+    pub fn has_native_expiry(&self) -> bool {
+        self.native_expiry
+    }
+}
+
+/// Runs every check with the strict [`Options`], each on a fresh store from
+/// `make`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::run(|| async { carafe::MemoryStore::new() }).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// On the first rule the store breaks, with a message naming the store and
+/// the rule (this is test-support code).
+pub async fn run<S, F, Fut>(make: F)
+where
+    S: SessionStore,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_with(Options::new(), make).await;
+}
+
+/// Runs every check with the given [`Options`], each on a fresh store from
+/// `make`.
+///
+/// ```
+/// use carafe::store::conformance::{run_with, Options};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // A store that expires records natively would pass `native_expiry(true)`.
+/// run_with(Options::new(), || async { carafe::MemoryStore::new() }).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// On the first rule the store breaks, with a message naming the store and
+/// the rule (this is test-support code).
+pub async fn run_with<S, F, Fut>(options: Options, mut make: F)
+where
+    S: SessionStore,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    name_is_set(&make().await).await;
+    load_unknown_is_none(&make().await).await;
+    create_then_load(&make().await).await;
+    create_over_existing_conflicts(&make().await).await;
+    update_merges(&make().await).await;
+    update_missing_is_not_resurrected(&make().await).await;
+    update_after_delete_is_missing(&make().await).await;
+    delete_removes(&make().await).await;
+    touch_changes_only_timestamps(&make().await).await;
+    if options.native_expiry {
+        delete_expired_native(&make().await).await;
+    } else {
+        delete_expired_exact(&make().await).await;
+    }
+    overlapping_updates_keep_all_keys(&make().await).await;
+    overlapping_updates_and_removals(&make().await).await;
+    values_round_trip(&make().await).await;
+    keys_are_isolated(&make().await).await;
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/// The wall-clock time, whole seconds.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now - Duration::nanoseconds(i64::from(now.nanosecond()))
+}
+
+fn key() -> StoreKey {
+    SessionId::generate().store_key()
+}
+
+#[track_caller]
+fn fail(store: &dyn SessionStore, check: &str, message: std::fmt::Arguments<'_>) -> ! {
+    panic!(
+        "session store {:?} (name {:?}) fails conformance check `{check}`: {message}",
+        store,
+        store.name()
+    )
+}
+
+#[track_caller]
+fn ok<T>(store: &dyn SessionStore, check: &str, what: &str, result: Result<T, StoreError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => fail(store, check, format_args!("{what} failed: {err}")),
+    }
+}
+
+#[track_caller]
+fn ensure_eq<T: PartialEq + std::fmt::Debug>(
+    store: &dyn SessionStore,
+    check: &str,
+    what: &str,
+    got: T,
+    want: T,
+) {
+    if got != want {
+        fail(
+            store,
+            check,
+            format_args!("{what}\n   got: {got:?}\n  want: {want:?}"),
+        );
+    }
+}
+
+fn data(pairs: &[(&str, Value)]) -> Data {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn create(set: Data, created: OffsetDateTime, expires: OffsetDateTime) -> Change {
+    Change {
+        kind: SaveKind::Create,
+        set,
+        removed: Vec::new(),
+        created,
+        accessed: created,
+        expires,
+    }
+}
+
+fn update(
+    set: Data,
+    removed: &[&str],
+    created: OffsetDateTime,
+    accessed: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Change {
+    Change {
+        kind: SaveKind::Update,
+        set,
+        removed: removed.iter().map(|k| (*k).to_owned()).collect(),
+        created,
+        accessed,
+        expires,
+    }
+}
+
+/// Saves a create and checks that it answered `Saved`.
+async fn must_create(store: &dyn SessionStore, check: &str, key: &StoreKey, change: &Change) {
+    let outcome = ok(store, check, "create", store.save(key, change).await);
+    ensure_eq(
+        store,
+        check,
+        "outcome of a create",
+        outcome,
+        SaveOutcome::Saved,
+    );
+}
+
+async fn must_load(store: &dyn SessionStore, check: &str, key: &StoreKey) -> Option<Record> {
+    ok(store, check, "load", store.load(key).await)
+}
+
+/// Polls all futures concurrently on the current task, so that their awaits
+/// interleave, and returns their outputs in order. (The checks take
+/// `&dyn SessionStore`, which cannot be moved into spawned tasks.)
+async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+// ---------------------------------------------------------------------------
+// checks
+
+/// [`SessionStore::name`] is a short, non-empty, printable name.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::name_is_set(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn name_is_set(store: &dyn SessionStore) {
+    let name = store.name();
+    if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        fail(
+            store,
+            "name_is_set",
+            format_args!("name {name:?} should be 1 to 32 printable ASCII characters"),
+        );
+    }
+}
+
+/// Loading a key that was never saved answers `None`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::load_unknown_is_none(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn load_unknown_is_none(store: &dyn SessionStore) {
+    const CHECK: &str = "load_unknown_is_none";
+    let loaded = must_load(store, CHECK, &key()).await;
+    ensure_eq(store, CHECK, "load of a key never saved", loaded, None);
+}
+
+/// A create followed by a load gives back the record, data and timestamps
+/// (whole seconds) equal; an empty session too.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::create_then_load(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn create_then_load(store: &dyn SessionStore) {
+    const CHECK: &str = "create_then_load";
+    let t = now();
+    let k = key();
+    let change = Change {
+        kind: SaveKind::Create,
+        set: data(&[("user", json!("ada")), ("n", json!(42))]),
+        removed: Vec::new(),
+        created: t - Duration::seconds(7),
+        accessed: t,
+        expires: t + Duration::days(1),
+    };
+    must_create(store, CHECK, &k, &change).await;
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "record loaded after a create",
+        loaded,
+        Some(change.to_record()),
+    );
+
+    let empty = key();
+    let change = create(Data::new(), t, t + Duration::days(1));
+    must_create(store, CHECK, &empty, &change).await;
+    let loaded = must_load(store, CHECK, &empty).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "empty record loaded after a create",
+        loaded,
+        Some(change.to_record()),
+    );
+}
+
+/// A create over an existing record answers [`StoreError::Conflict`] and
+/// leaves the existing record as it was.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::create_over_existing_conflicts(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn create_over_existing_conflicts(store: &dyn SessionStore) {
+    const CHECK: &str = "create_over_existing_conflicts";
+    let t = now();
+    let k = key();
+    let first = create(data(&[("owner", json!("first"))]), t, t + Duration::days(1));
+    must_create(store, CHECK, &k, &first).await;
+
+    let second = create(
+        data(&[("owner", json!("second")), ("extra", json!(true))]),
+        t + Duration::seconds(5),
+        t + Duration::days(2),
+    );
+    match store.save(&k, &second).await {
+        Err(StoreError::Conflict) => {}
+        other => fail(
+            store,
+            CHECK,
+            format_args!("a create over an existing record answered {other:?}, want Err(Conflict)"),
+        ),
+    }
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "record after a conflicting create (must be unchanged)",
+        loaded,
+        Some(first.to_record()),
+    );
+}
+
+/// An update writes the keys in `set`, removes the keys in `removed`, leaves
+/// every other key alone, replaces `accessed` and `expires`, and keeps
+/// `created` (even when the change carries another `created`).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::update_merges(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn update_merges(store: &dyn SessionStore) {
+    const CHECK: &str = "update_merges";
+    let t = now();
+    let k = key();
+    let initial = create(
+        data(&[
+            ("keep", json!("kept")),
+            ("overwrite", json!(1)),
+            ("drop", json!([1, 2, 3])),
+            ("also_keep", json!({"nested": true})),
+        ]),
+        t,
+        t + Duration::days(1),
+    );
+    must_create(store, CHECK, &k, &initial).await;
+
+    let change = update(
+        data(&[("overwrite", json!(2)), ("new", json!("fresh"))]),
+        &["drop", "never_there"],
+        t + Duration::seconds(99),
+        t + Duration::minutes(3),
+        t + Duration::days(3),
+    );
+    let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of an update",
+        outcome,
+        SaveOutcome::Saved,
+    );
+
+    let want = Record {
+        data: data(&[
+            ("keep", json!("kept")),
+            ("overwrite", json!(2)),
+            ("also_keep", json!({"nested": true})),
+            ("new", json!("fresh")),
+        ]),
+        created: t,
+        accessed: t + Duration::minutes(3),
+        expires: t + Duration::days(3),
+    };
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "record after a merging update",
+        loaded,
+        Some(want),
+    );
+}
+
+/// An update of a record that does not exist answers
+/// [`SaveOutcome::Missing`] and writes nothing.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::update_missing_is_not_resurrected(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn update_missing_is_not_resurrected(store: &dyn SessionStore) {
+    const CHECK: &str = "update_missing_is_not_resurrected";
+    let t = now();
+    let k = key();
+    for change in [
+        update(data(&[("a", json!(1))]), &[], t, t, t + Duration::days(1)),
+        update(Data::new(), &["a"], t, t, t + Duration::days(1)),
+        update(Data::new(), &[], t, t, t + Duration::days(1)),
+    ] {
+        let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
+        ensure_eq(
+            store,
+            CHECK,
+            "outcome of an update of a record never created",
+            outcome,
+            SaveOutcome::Missing,
+        );
+        let loaded = must_load(store, CHECK, &k).await;
+        ensure_eq(
+            store,
+            CHECK,
+            "load after an update of a record never created",
+            loaded,
+            None,
+        );
+    }
+}
+
+/// After a delete, an update answers [`SaveOutcome::Missing`] and the record
+/// stays deleted: a deleted session is never brought back.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::update_after_delete_is_missing(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn update_after_delete_is_missing(store: &dyn SessionStore) {
+    const CHECK: &str = "update_after_delete_is_missing";
+    let t = now();
+    let k = key();
+    must_create(
+        store,
+        CHECK,
+        &k,
+        &create(data(&[("user", json!("ada"))]), t, t + Duration::days(1)),
+    )
+    .await;
+    ok(store, CHECK, "delete", store.delete(&k).await);
+
+    let change = update(
+        data(&[("user", json!("mallory"))]),
+        &[],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(1),
+    );
+    let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of an update after a delete",
+        outcome,
+        SaveOutcome::Missing,
+    );
+    let touch = update(
+        Data::new(),
+        &[],
+        t,
+        t + Duration::minutes(2),
+        t + Duration::days(1),
+    );
+    let outcome = ok(store, CHECK, "touch", store.save(&k, &touch).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of a touch after a delete",
+        outcome,
+        SaveOutcome::Missing,
+    );
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(store, CHECK, "load after delete then update", loaded, None);
+}
+
+/// A delete removes the record; deleting a missing record succeeds.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::delete_removes(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn delete_removes(store: &dyn SessionStore) {
+    const CHECK: &str = "delete_removes";
+    let t = now();
+    let k = key();
+    must_create(
+        store,
+        CHECK,
+        &k,
+        &create(data(&[("a", json!(1))]), t, t + Duration::days(1)),
+    )
+    .await;
+    ok(store, CHECK, "delete", store.delete(&k).await);
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(store, CHECK, "load after a delete", loaded, None);
+    ok(
+        store,
+        CHECK,
+        "second delete of the same key",
+        store.delete(&k).await,
+    );
+    ok(
+        store,
+        CHECK,
+        "delete of a key never saved",
+        store.delete(&key()).await,
+    );
+
+    // The key can be used again after a delete.
+    let again = create(data(&[("b", json!(2))]), t, t + Duration::days(1));
+    must_create(store, CHECK, &k, &again).await;
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "load after a create on a deleted key",
+        loaded,
+        Some(again.to_record()),
+    );
+}
+
+/// A touch (an update with nothing set or removed) replaces `accessed` and
+/// `expires` and changes nothing else.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::touch_changes_only_timestamps(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn touch_changes_only_timestamps(store: &dyn SessionStore) {
+    const CHECK: &str = "touch_changes_only_timestamps";
+    let t = now();
+    let k = key();
+    let initial = create(
+        data(&[("a", json!(1)), ("b", json!({"c": [true, null]}))]),
+        t,
+        t + Duration::days(1),
+    );
+    must_create(store, CHECK, &k, &initial).await;
+    let touch = update(
+        Data::new(),
+        &[],
+        t,
+        t + Duration::minutes(10),
+        t + Duration::days(2),
+    );
+    let outcome = ok(store, CHECK, "touch", store.save(&k, &touch).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of a touch",
+        outcome,
+        SaveOutcome::Saved,
+    );
+    let want = Record {
+        accessed: t + Duration::minutes(10),
+        expires: t + Duration::days(2),
+        ..initial.to_record()
+    };
+    let loaded = must_load(store, CHECK, &k).await;
+    ensure_eq(store, CHECK, "record after a touch", loaded, Some(want));
+}
+
+/// Creates records around `now` (the boundary included) for the expiry
+/// checks: returns the expired keys and the live keys with their records.
+async fn expiry_fixture(
+    store: &dyn SessionStore,
+    check: &str,
+    now: OffsetDateTime,
+) -> (Vec<StoreKey>, Vec<(StoreKey, Record)>) {
+    let created = now - Duration::days(1);
+    let mut expired = Vec::new();
+    let mut live = Vec::new();
+    for (offset, is_expired) in [
+        (Duration::hours(-1), true),
+        (Duration::seconds(-1), true),
+        (Duration::ZERO, true),
+        (Duration::seconds(1), false),
+        (Duration::days(1), false),
+    ] {
+        let k = key();
+        let change = create(
+            data(&[("offset", json!(offset.whole_seconds()))]),
+            created,
+            now + offset,
+        );
+        must_create(store, check, &k, &change).await;
+        if is_expired {
+            expired.push(k);
+        } else {
+            live.push((k, change.to_record()));
+        }
+    }
+    (expired, live)
+}
+
+/// [`delete_expired(now)`](SessionStore::delete_expired) removes exactly the
+/// records whose `expires` is at or before `now`, and returns how many it
+/// removed; a second call removes nothing and returns 0.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::delete_expired_exact(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn delete_expired_exact(store: &dyn SessionStore) {
+    const CHECK: &str = "delete_expired_exact";
+    // Far enough ahead that every record is alive by the wall clock.
+    let cutoff = now() + Duration::days(2);
+    let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
+
+    let removed = ok(
+        store,
+        CHECK,
+        "delete_expired",
+        store.delete_expired(cutoff).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "count returned by delete_expired",
+        removed,
+        expired.len() as u64,
+    );
+    for k in &expired {
+        let loaded = must_load(store, CHECK, k).await;
+        if loaded.is_some() {
+            fail(
+                store,
+                CHECK,
+                format_args!("a record with expires <= now survived delete_expired: {loaded:?}"),
+            );
+        }
+    }
+    for (k, record) in &live {
+        let loaded = must_load(store, CHECK, k).await;
+        ensure_eq(
+            store,
+            CHECK,
+            "a record with expires > now after delete_expired (must be unchanged)",
+            loaded,
+            Some(record.clone()),
+        );
+    }
+    let again = ok(
+        store,
+        CHECK,
+        "second delete_expired",
+        store.delete_expired(cutoff).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "count returned by a second delete_expired",
+        again,
+        0,
+    );
+}
+
+/// The rule for stores that expire records natively (see
+/// [`Options::native_expiry`]): [`delete_expired`](SessionStore::delete_expired)
+/// succeeds, never removes a record that has not expired, and returns the
+/// number of records it did remove (0 if it leaves expiry to the backend).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::delete_expired_native(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn delete_expired_native(store: &dyn SessionStore) {
+    const CHECK: &str = "delete_expired_native";
+    let cutoff = now() + Duration::days(2);
+    let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
+
+    let removed = ok(
+        store,
+        CHECK,
+        "delete_expired",
+        store.delete_expired(cutoff).await,
+    );
+    let mut gone = 0u64;
+    for k in &expired {
+        if must_load(store, CHECK, k).await.is_none() {
+            gone += 1;
+        }
+    }
+    ensure_eq(
+        store,
+        CHECK,
+        "count returned by delete_expired vs. expired records actually removed",
+        removed,
+        gone,
+    );
+    for (k, record) in &live {
+        let loaded = must_load(store, CHECK, k).await;
+        ensure_eq(
+            store,
+            CHECK,
+            "a record with expires > now after delete_expired (must be unchanged)",
+            loaded,
+            Some(record.clone()),
+        );
+    }
+}
+
+/// Runs the overlapping-update check; `removing` of the updates also remove
+/// a key of their own.
+async fn overlapping(store: &dyn SessionStore, check: &str, removing: usize) {
+    let t = now();
+    let k = key();
+    let mut initial = data(&[("untouched", json!("still here"))]);
+    for i in 0..removing {
+        initial.insert(format!("remove-{i}"), json!(i));
+    }
+    must_create(store, check, &k, &create(initial, t, t + Duration::days(1))).await;
+
+    let changes: Vec<Change> = (0..OVERLAPPING)
+        .map(|i| {
+            let removed = if i < removing {
+                vec![format!("remove-{i}")]
+            } else {
+                Vec::new()
+            };
+            Change {
+                removed,
+                ..update(
+                    data(&[(&format!("key-{i}"), json!(i))]),
+                    &[],
+                    t,
+                    t + Duration::seconds(i as i64),
+                    t + Duration::days(1),
+                )
+            }
+        })
+        .collect();
+    let futures = changes
+        .iter()
+        .map(|change| {
+            let k = &k;
+            Box::pin(async move { store.save(k, change).await })
+                as Pin<Box<dyn Future<Output = _> + Send + '_>>
+        })
+        .collect();
+    for (i, result) in join_all(futures).await.into_iter().enumerate() {
+        let outcome = ok(store, check, &format!("overlapping update {i}"), result);
+        ensure_eq(
+            store,
+            check,
+            "outcome of an overlapping update",
+            outcome,
+            SaveOutcome::Saved,
+        );
+    }
+
+    let Some(record) = must_load(store, check, &k).await else {
+        fail(
+            store,
+            check,
+            format_args!("the record vanished after overlapping updates"),
+        );
+    };
+    let missing: Vec<String> = (0..OVERLAPPING)
+        .map(|i| format!("key-{i}"))
+        .filter(|name| record.data.get(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        fail(
+            store,
+            check,
+            format_args!(
+                "{} of {OVERLAPPING} overlapping updates lost their key (lost: {missing:?})",
+                missing.len()
+            ),
+        );
+    }
+    for i in 0..OVERLAPPING {
+        ensure_eq(
+            store,
+            check,
+            &format!("value of key-{i} after overlapping updates"),
+            record.data.get(&format!("key-{i}")),
+            Some(&json!(i)),
+        );
+    }
+    let resurrected: Vec<&String> = record
+        .data
+        .keys()
+        .filter(|name| name.starts_with("remove-"))
+        .collect();
+    if !resurrected.is_empty() {
+        fail(
+            store,
+            check,
+            format_args!("keys removed by overlapping updates are back: {resurrected:?}"),
+        );
+    }
+    ensure_eq(
+        store,
+        check,
+        "a key no update touched",
+        record.data.get("untouched"),
+        Some(&json!("still here")),
+    );
+    ensure_eq(
+        store,
+        check,
+        "number of keys after overlapping updates",
+        record.data.len(),
+        OVERLAPPING + 1,
+    );
+    ensure_eq(
+        store,
+        check,
+        "created after overlapping updates",
+        record.created,
+        t,
+    );
+}
+
+/// 50 overlapping updates of one session, each setting its own key, keep all
+/// 50 keys (the merge is atomic per save).
+///
+/// The updates run concurrently on the calling task, so that their awaits
+/// interleave.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::overlapping_updates_keep_all_keys(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn overlapping_updates_keep_all_keys(store: &dyn SessionStore) {
+    overlapping(store, "overlapping_updates_keep_all_keys", 0).await;
+}
+
+/// 50 overlapping updates of one session, each setting its own key and half
+/// of them also removing a key of their own: every set key is present and
+/// every removed key is gone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::overlapping_updates_and_removals(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn overlapping_updates_and_removals(store: &dyn SessionStore) {
+    overlapping(store, "overlapping_updates_and_removals", OVERLAPPING / 2).await;
+}
+
+/// Values and keys of every kind survive a round trip through create and
+/// update: nested JSON, numbers at the edges, unicode, a 64 KiB string, and
+/// keys such as `"a.b"`, `""`, `"../x"`, `"key with spaces"` and `"ü"`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::values_round_trip(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn values_round_trip(store: &dyn SessionStore) {
+    const CHECK: &str = "values_round_trip";
+    let t = now();
+    let big = "x".repeat(64 * 1024);
+    let values = data(&[
+        ("a.b", json!("dotted")),
+        ("", json!("empty key")),
+        ("../x", json!("path-like key")),
+        ("key with spaces", json!("spaced")),
+        ("ü", json!("umlaut key")),
+        ("$where", json!("dollar")),
+        ("'; DROP TABLE sessions; --", json!("quote")),
+        (
+            "unicode",
+            json!("héllo wörld ✓ 日本語 😀 \u{202e}rtl\u{202c} e\u{301}"),
+        ),
+        ("escapes", json!("quote \" backslash \\ newline \n tab \t")),
+        (
+            "nested",
+            json!({"list": [1, "two", null, true, {"deep": [[], {}]}], "obj": {"x": {"y": {"z": 1.5}}}}),
+        ),
+        ("empty_list", json!([])),
+        ("empty_obj", json!({})),
+        ("null", Value::Null),
+        ("false", json!(false)),
+        ("u64_max", json!(u64::MAX)),
+        ("i64_min", json!(i64::MIN)),
+        ("float", json!(-0.25)),
+        ("big", json!(big)),
+    ]);
+    let k = key();
+    let change = create(values.clone(), t, t + Duration::days(1));
+    must_create(store, CHECK, &k, &change).await;
+    let loaded = must_load(store, CHECK, &k).await;
+    if loaded.as_ref().map(|r| &r.data) != Some(&values) {
+        let diff: Vec<&String> = values
+            .iter()
+            .filter(|(name, value)| loaded.as_ref().and_then(|r| r.data.get(*name)) != Some(*value))
+            .map(|(name, _)| name)
+            .collect();
+        fail(
+            store,
+            CHECK,
+            format_args!("after a create these keys did not round-trip: {diff:?}"),
+        );
+    }
+
+    // The same values written by an update into another record.
+    let k2 = key();
+    must_create(
+        store,
+        CHECK,
+        &k2,
+        &create(Data::new(), t, t + Duration::days(1)),
+    )
+    .await;
+    let change = update(values.clone(), &[], t, t, t + Duration::days(1));
+    let outcome = ok(store, CHECK, "update", store.save(&k2, &change).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of an update",
+        outcome,
+        SaveOutcome::Saved,
+    );
+    let loaded = must_load(store, CHECK, &k2).await;
+    if loaded.as_ref().map(|r| &r.data) != Some(&values) {
+        let diff: Vec<&String> = values
+            .iter()
+            .filter(|(name, value)| loaded.as_ref().and_then(|r| r.data.get(*name)) != Some(*value))
+            .map(|(name, _)| name)
+            .collect();
+        fail(
+            store,
+            CHECK,
+            format_args!("after an update these keys did not round-trip: {diff:?}"),
+        );
+    }
+
+    // Removing odd keys works too.
+    let change = update(
+        Data::new(),
+        &["", "../x", "a.b", "ü"],
+        t,
+        t,
+        t + Duration::days(1),
+    );
+    ok(
+        store,
+        CHECK,
+        "update removing odd keys",
+        store.save(&k2, &change).await,
+    );
+    let loaded = must_load(store, CHECK, &k2).await;
+    let mut want = values;
+    for name in ["", "../x", "a.b", "ü"] {
+        want.remove(name);
+    }
+    ensure_eq(
+        store,
+        CHECK,
+        "keys after removing odd keys",
+        loaded.map(|r| r.data.keys().cloned().collect::<Vec<_>>()),
+        Some(want.keys().cloned().collect()),
+    );
+}
+
+/// Records under different keys never see each other's data: creates,
+/// updates, touches and deletes of one leave the other alone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::keys_are_isolated(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn keys_are_isolated(store: &dyn SessionStore) {
+    const CHECK: &str = "keys_are_isolated";
+    let t = now();
+    let (a, b) = (key(), key());
+    let record_a = create(
+        data(&[("owner", json!("a")), ("shared_name", json!(1))]),
+        t,
+        t + Duration::days(1),
+    );
+    let record_b = create(
+        data(&[("owner", json!("b")), ("shared_name", json!(2))]),
+        t + Duration::seconds(1),
+        t + Duration::days(2),
+    );
+    must_create(store, CHECK, &a, &record_a).await;
+    must_create(store, CHECK, &b, &record_b).await;
+    ensure_eq(
+        store,
+        CHECK,
+        "record a",
+        must_load(store, CHECK, &a).await,
+        Some(record_a.to_record()),
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "record b",
+        must_load(store, CHECK, &b).await,
+        Some(record_b.to_record()),
+    );
+
+    let change = update(
+        data(&[("only_a", json!(true)), ("shared_name", json!(10))]),
+        &["owner"],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(3),
+    );
+    ok(store, CHECK, "update of a", store.save(&a, &change).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "record b after an update of a",
+        must_load(store, CHECK, &b).await,
+        Some(record_b.to_record()),
+    );
+
+    ok(store, CHECK, "delete of a", store.delete(&a).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "record b after a delete of a",
+        must_load(store, CHECK, &b).await,
+        Some(record_b.to_record()),
+    );
+
+    let outcome = ok(
+        store,
+        CHECK,
+        "update of deleted a",
+        store.save(&a, &change).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of an update of deleted a",
+        outcome,
+        SaveOutcome::Missing,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "record b after an update of deleted a",
+        must_load(store, CHECK, &b).await,
+        Some(record_b.to_record()),
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "deleted a",
+        must_load(store, CHECK, &a).await,
+        None,
+    );
+}

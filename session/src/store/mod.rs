@@ -1,0 +1,118 @@
+//! The store contract and the stores carafe ships.
+//!
+//! | store | feature | when to pick it |
+//! |---|---|---|
+//! | [`MemoryStore`] | always | development and tests: lost on restart, one process |
+//! | [`FileStore`] | always | one server: one file per session in a data dir |
+#![doc = ""]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::id::StoreKey;
+use crate::record::{Change, Record, SaveOutcome};
+
+pub mod conformance;
+mod file;
+mod memory;
+#[cfg(feature = "postgres-store")]
+mod postgres;
+#[cfg(feature = "redis-store")]
+mod redis;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+mod sql;
+#[cfg(feature = "sqlite-store")]
+mod sqlite;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres-store")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis-store")]
+pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite-store")]
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
+
+/// Where sessions are kept.
+///
+/// The contract, which [`conformance::run`] checks for any store:
+///
+/// * [`load`](SessionStore::load) returns the record filed under the key, or
+///   `None`. It may return an expired record; the runtime checks expiry
+///   itself. A record that cannot be decoded is
+///   [`StoreError::Corrupt`]: the runtime then treats the session as absent,
+///   logs a warning and deletes it.
+/// * [`save`](SessionStore::save) with [`SaveKind::Create`](crate::SaveKind::Create)
+///   writes a new record, or answers [`StoreError::Conflict`] and writes
+///   nothing if one exists. With [`SaveKind::Update`](crate::SaveKind::Update)
+///   it merges the change into the record as it is *now* (keys in
+///   `change.set` written, keys in `change.removed` removed, every other key
+///   left as it is, timestamps replaced) and answers
+///   [`SaveOutcome::Missing`] without writing if there is no record: a
+///   session deleted by another request is never brought back. Merging is
+///   atomic per save: two overlapping saves that change different keys both
+///   keep their keys.
+/// * [`delete`](SessionStore::delete) removes the record; deleting a missing
+///   record is not an error.
+/// * [`delete_expired`](SessionStore::delete_expired) removes records whose
+///   `expires` is at or before `now` and returns how many it removed. Stores
+///   whose backend expires records itself may return 0.
+///
+/// Stores are used as `Arc<dyn SessionStore>`.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Loads the record filed under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for an undecodable record; any other variant
+    /// when the backend fails.
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError>;
+
+    /// Creates or updates the record filed under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] for a create over an existing record; any
+    /// other variant when the backend fails.
+    async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError>;
+
+    /// Deletes the record filed under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// When the backend fails.
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+
+    /// Deletes every record that expired at or before `now`.
+    ///
+    /// # Errors
+    ///
+    /// When the backend fails.
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// A short name for logs and error messages, such as `"redis"`.
+    fn name(&self) -> &'static str;
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        (**self).load(key).await
+    }
+    async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        (**self).save(key, change).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        (**self).delete(key).await
+    }
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        (**self).delete_expired(now).await
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}

@@ -1,0 +1,470 @@
+//! A PostgreSQL store (feature `postgres-store`).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::error::{ConfigError, StoreError};
+use crate::id::StoreKey;
+use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::store::sql::{self, map_err};
+use crate::store::SessionStore;
+
+/// How long [`PostgresStore::connect`] lets a caller wait for a pooled
+/// connection before failing.
+const CONNECT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The `statement_timeout` [`PostgresStore::connect`] sets on its
+/// connections, unless the URL sets one.
+const CONNECT_STATEMENT_TIMEOUT: &str = "5s";
+
+/// Sessions in a PostgreSQL table, one row per session (sqlx, tokio).
+///
+/// Pick it when several servers must share sessions and the application
+/// already runs PostgreSQL. The table (default `public.carafe_sessions`,
+/// created by [`migrate`](PostgresStore::migrate)) holds:
+///
+/// | column | type | |
+/// |---|---|---|
+/// | `id` | `text primary key` | the [`StoreKey`] (a hash of the session id, never the id) |
+/// | `data` | `jsonb not null` | the session's data, a JSON object |
+/// | `created_at` | `timestamptz not null` | Beaker's `_creation_time` |
+/// | `accessed_at` | `timestamptz not null` | Beaker's `_accessed_time`, kept as a column as Beaker's database backend does |
+/// | `expires_at` | `timestamptz not null`, indexed | when [`delete_expired`](SessionStore::delete_expired) may remove the row |
+///
+/// A save is one statement: a create is an `INSERT … ON CONFLICT DO
+/// NOTHING`; an update merges only the changed keys into the stored `jsonb`
+/// (`data - removed || set`), so overlapping requests that change different
+/// keys both keep their changes, and it never brings back a deleted row; a
+/// touch (no data change) only rewrites the timestamps. `delete_expired`
+/// deletes in batches (1000 rows by default) so that reaping a large backlog
+/// never holds long locks; run a [`Reaper`](crate::Reaper) on one or more of
+/// the servers.
+///
+/// # Timeouts
+///
+/// Every call first takes a connection from the pool, so the pool's
+/// `acquire_timeout` bounds how long a call waits when the database is
+/// unreachable (sqlx's default is 30 s; [`connect`](PostgresStore::connect)
+/// uses 3 s). Set PostgreSQL's `statement_timeout` so that a statement stuck
+/// behind a lock is cancelled by the server; `connect` sets 5 s. The session
+/// layer additionally bounds every store call by its `store_timeout`
+/// (default 5 s). With your own pool:
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::str::FromStr;
+/// use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+///
+/// let options = PgConnectOptions::from_str("postgres://app@db.internal/app")?
+///     .options([("statement_timeout", "3s")]);
+/// let pool = PgPoolOptions::new()
+///     .max_connections(20)
+///     .acquire_timeout(std::time::Duration::from_secs(2))
+///     .connect_with(options)
+///     .await?;
+/// let store = carafe::store::PostgresStore::new(pool);
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Limits
+///
+/// PostgreSQL's `jsonb` cannot hold the character U+0000 in a string; a save
+/// with such a value fails with [`StoreError::Backend`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    sql: Arc<Statements>,
+}
+
+/// Builds a [`PostgresStore`] with a table name, schema or batch size other
+/// than the defaults. Made by [`PostgresStore::builder`].
+///
+/// ```no_run
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = carafe::store::PostgresStore::builder(pool)
+///     .schema("web")
+///     .table("sessions")
+///     .build()?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to make the store"]
+pub struct PostgresStoreBuilder {
+    pool: PgPool,
+    schema: String,
+    table: String,
+    batch: u32,
+}
+
+#[derive(Debug)]
+struct Statements {
+    qualified: String,
+    lock_key: String,
+    batch: u32,
+    create_table: String,
+    create_index: String,
+    load: String,
+    insert: String,
+    update: String,
+    touch: String,
+    delete: String,
+    reap: String,
+}
+
+impl Statements {
+    fn new(schema: &str, table: &str, batch: u32) -> Result<Self, ConfigError> {
+        sql::check_ident("schema", schema)?;
+        sql::check_ident("table", table)?;
+        sql::check_batch(batch)?;
+        let t = format!("{}.{}", sql::quote(schema), sql::quote(table));
+        let index = sql::quote(&format!("{table}_expires_at_idx"));
+        let epoch = |column: &str| {
+            format!(
+                "CASE WHEN isfinite({column}) THEN floor(extract(epoch FROM {column}))::int8 END"
+            )
+        };
+        Ok(Statements {
+            qualified: format!("{schema}.{table}"),
+            lock_key: format!("carafe migrate {schema}.{table}"),
+            batch,
+            create_table: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 id text PRIMARY KEY, \
+                 data jsonb NOT NULL, \
+                 created_at timestamptz NOT NULL, \
+                 accessed_at timestamptz NOT NULL, \
+                 expires_at timestamptz NOT NULL)"
+            ),
+            create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
+            load: format!(
+                "SELECT data, {} AS created, {} AS accessed, {} AS expires FROM {t} WHERE id = $1",
+                epoch("created_at"),
+                epoch("accessed_at"),
+                epoch("expires_at"),
+            ),
+            insert: format!(
+                "INSERT INTO {t} (id, data, created_at, accessed_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+            ),
+            update: format!(
+                "UPDATE {t} SET data = (data - $2::text[]) || $3::jsonb, \
+                 accessed_at = $4, expires_at = $5 WHERE id = $1"
+            ),
+            touch: format!("UPDATE {t} SET accessed_at = $2, expires_at = $3 WHERE id = $1"),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            reap: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+        })
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// The schema the table lives in (default `public`). It must exist; a
+    /// plain identifier of at most 48 ASCII letters, digits and underscores.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::PostgresStore::builder(pool).schema("web").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The table name (default `carafe_sessions`): a plain identifier of at
+    /// most 48 ASCII letters, digits and underscores. It is quoted in SQL,
+    /// so it is case-sensitive.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::PostgresStore::builder(pool).table("sessions").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// How many expired rows one `DELETE` statement of
+    /// [`delete_expired`](SessionStore::delete_expired) removes at most
+    /// (default 1000).
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::PostgresStore::builder(pool).delete_batch_size(500).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete_batch_size(mut self, rows: u32) -> Self {
+        self.batch = rows;
+        self
+    }
+
+    /// Makes the store. Nothing is sent to the database.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) {
+    /// let err = carafe::store::PostgresStore::builder(pool)
+    ///     .table("sessions; DROP TABLE users")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("invalid table name"));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Store`] for a schema or table name that is not a plain
+    /// identifier; [`ConfigError::NonPositive`] for a batch size of 0.
+    pub fn build(self) -> Result<PostgresStore, ConfigError> {
+        Ok(PostgresStore {
+            sql: Arc::new(Statements::new(&self.schema, &self.table, self.batch)?),
+            pool: self.pool,
+        })
+    }
+}
+
+impl PostgresStore {
+    /// A store using the table `public.carafe_sessions` through `pool`.
+    /// Nothing is sent to the database; call [`migrate`](Self::migrate) to
+    /// create the table.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app@localhost/app").await?;
+    /// let store = carafe::store::PostgresStore::new(pool);
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self::builder(pool)
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default table name is valid"))
+    }
+
+    /// A builder, to choose the table name, schema or batch size.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::PostgresStore::builder(pool).table("web_sessions").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
+        PostgresStoreBuilder {
+            pool,
+            schema: "public".into(),
+            table: sql::DEFAULT_TABLE.into(),
+            batch: sql::DEFAULT_DELETE_BATCH,
+        }
+    }
+
+    /// Connects to `url` with a new pool and returns a store on the default
+    /// table. The pool waits at most 3 s for a connection, and its
+    /// connections run with `statement_timeout` 5 s unless the URL sets one
+    /// (`?options=-c%20statement_timeout%3D2s`). Build the pool yourself and
+    /// use [`new`](Self::new) or [`builder`](Self::builder) for other
+    /// settings.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), carafe::StoreError> {
+    /// let store = carafe::store::PostgresStore::connect("postgres://app@localhost/app").await?;
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is invalid or the database
+    /// cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(map_err)?;
+        if !url.contains("statement_timeout") {
+            options = options.options([("statement_timeout", CONNECT_STATEMENT_TIMEOUT)]);
+        }
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(CONNECT_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(Self::new(pool))
+    }
+
+    /// Creates the table and its index on `expires_at` unless they exist.
+    /// Safe to call on every start, from several servers at once (it takes
+    /// an advisory lock while it works).
+    ///
+    /// ```no_run
+    /// # async fn example(store: carafe::store::PostgresStore) -> Result<(), carafe::StoreError> {
+    /// store.migrate().await?;
+    /// store.migrate().await?; // a second call changes nothing
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the database fails, for example when the
+    /// schema does not exist or the role may not create tables.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(&self.sql.lock_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(&self.sql.create_table)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(&self.sql.create_index)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// The pool the store uses.
+    ///
+    /// ```no_run
+    /// # fn example(store: carafe::store::PostgresStore) {
+    /// let pool: &sqlx::PgPool = store.pool();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The table, as `schema.table`.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::PgPool) {
+    /// let store = carafe::store::PostgresStore::new(pool);
+    /// assert_eq!(store.table(), "public.carafe_sessions");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.sql.qualified
+    }
+
+    fn decode(row: &PgRow) -> Result<Record, StoreError> {
+        sql::record(
+            row.try_get::<Option<serde_json::Value>, _>("data")
+                .map_err(map_err)?,
+            row.try_get("created").map_err(map_err)?,
+            row.try_get("accessed").map_err(map_err)?,
+            row.try_get("expires").map_err(map_err)?,
+        )
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.sql.load)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+
+    async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        let query = match change.kind {
+            SaveKind::Create => sqlx::query(&self.sql.insert)
+                .bind(key.as_str())
+                .bind(Json(&change.set))
+                .bind(change.created)
+                .bind(change.accessed)
+                .bind(change.expires),
+            SaveKind::Update if change.is_touch() => sqlx::query(&self.sql.touch)
+                .bind(key.as_str())
+                .bind(change.accessed)
+                .bind(change.expires),
+            SaveKind::Update => sqlx::query(&self.sql.update)
+                .bind(key.as_str())
+                .bind(&change.removed)
+                .bind(Json(&change.set))
+                .bind(change.accessed)
+                .bind(change.expires),
+        };
+        let rows = query
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        match (change.kind, rows) {
+            (SaveKind::Create, 0) => Err(StoreError::Conflict),
+            (SaveKind::Update, 0) => Ok(SaveOutcome::Missing),
+            _ => Ok(SaveOutcome::Saved),
+        }
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.delete)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let batch = u64::from(self.sql.batch);
+        let mut total = 0;
+        loop {
+            let rows = sqlx::query(&self.sql.reap)
+                .bind(now)
+                .bind(i64::from(self.sql.batch))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            total += rows;
+            if rows < batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_validated_names() {
+        let s = Statements::new("public", "carafe_sessions", 1000).expect("valid");
+        assert!(s.load.contains("FROM \"public\".\"carafe_sessions\" WHERE id = $1"));
+        assert!(s
+            .create_index
+            .contains("\"carafe_sessions_expires_at_idx\" ON \"public\".\"carafe_sessions\""));
+        assert_eq!(s.qualified, "public.carafe_sessions");
+        for (schema, table) in [("public", "x\"; DROP TABLE y; --"), ("a b", "t"), ("", "t")] {
+            assert!(matches!(
+                Statements::new(schema, table, 1000),
+                Err(ConfigError::Store(_))
+            ));
+        }
+        assert!(matches!(
+            Statements::new("public", "t", 0),
+            Err(ConfigError::NonPositive { .. })
+        ));
+    }
+}

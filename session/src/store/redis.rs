@@ -1,0 +1,914 @@
+//! A store on Redis, for applications that run on several servers: see
+//! [`RedisStore`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::id::StoreKey;
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::store::SessionStore;
+
+/// The key prefix used unless the builder sets another.
+const DEFAULT_PREFIX: &str = "carafe:session";
+
+/// The hash field prefix of session keys.
+const DATA: &str = "d:";
+/// The metadata fields.
+const CREATED: &str = "m:created";
+const ACCESSED: &str = "m:accessed";
+const EXPIRES: &str = "m:expires";
+
+/// The save script.
+///
+/// `KEYS[1]` is the session's hash. `ARGV[1]` is `"create"` or `"update"`,
+/// `ARGV[2]` the expiry in unix milliseconds, `ARGV[3]` the number `n` of
+/// removed fields, `ARGV[4 .. 3+n]` those fields, and the rest field/value
+/// pairs to set. Commands take at most 1000 arguments at a time, well under
+/// Lua's limit for `unpack`.
+///
+/// Answers 1 (saved), 0 (update of a missing record: nothing written) or
+/// -1 (create over an existing record: nothing written).
+const SAVE_SCRIPT: &str = r"
+local key = KEYS[1]
+local exists = redis.call('EXISTS', key) == 1
+if ARGV[1] == 'create' then
+  if exists then return -1 end
+elseif not exists then
+  return 0
+end
+local function batch(cmd, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 999, last)
+    redis.call(cmd, key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local removed = tonumber(ARGV[3])
+batch('HDEL', 4, 3 + removed)
+batch('HSET', 4 + removed, #ARGV)
+redis.call('PEXPIREAT', key, ARGV[2])
+return 1
+";
+
+/// Sessions in Redis: one hash per session, partial writes, expiry by
+/// Redis' own TTL. Clones share one connection.
+///
+/// # Layout
+///
+/// Each session is one Redis hash at `{prefix}:{store key}` (the prefix
+/// defaults to `carafe:session`; the store key is the SHA-256 of the session
+/// id, see [`StoreKey`]). The hash holds one field per session key and three
+/// metadata fields:
+///
+/// | field | holds |
+/// |---|---|
+/// | `d:{key}` | the value of session key `key`, as JSON |
+/// | `m:created` | creation time, unix seconds (`1700000000` or `1700000000.5`) |
+/// | `m:accessed` | last accessed time, same form |
+/// | `m:expires` | expiry time, same form |
+///
+/// User keys live under `d:` and metadata under `m:`, so no session key can
+/// overwrite the metadata.
+///
+/// # Partial writes
+///
+/// A save runs one Lua script (`EVALSHA`), so it is atomic: it writes only
+/// the keys the request changed (`HSET`) and removed (`HDEL`), the metadata,
+/// and the key's TTL (`PEXPIREAT` at the session's expiry). An update that
+/// only refreshes the accessed time writes two metadata fields and the TTL,
+/// never the data. Two overlapping requests that change different keys both
+/// keep their changes; for the same key the last write wins.
+///
+/// # Expiry
+///
+/// Redis expires the hash itself at the session's expiry time, so nothing
+/// needs reaping: [`delete_expired`](SessionStore::delete_expired) returns
+/// `Ok(0)` without touching the server. A save whose expiry is already past
+/// leaves no record behind.
+///
+/// # Redis Cluster
+///
+/// Every command and script touches exactly one key, the session's hash, so
+/// the layout works unchanged on Redis Cluster: build the store with
+/// [`RedisStore::from_connection`] over a cluster connection (enable the
+/// `redis` crate's `cluster-async` feature in your own `Cargo.toml`).
+///
+/// # Connections and failures
+///
+/// [`RedisStore::new`] and [`RedisStoreBuilder::build`] do not connect: the
+/// store connects on first use, through a
+/// [`ConnectionManager`] that reconnects by itself after a server restart.
+/// An application therefore starts even while Redis is down; its session
+/// routes answer 500 until Redis is back, and the routes that never touch the
+/// session are not affected. Call [`RedisStore::ping`] at startup to fail
+/// fast instead. Connection attempts and responses are bounded by the
+/// timeouts set on the builder (by default 1 s to connect and 500 ms for a
+/// response, the `redis` crate's defaults); the session layer bounds every
+/// store call with its own `store_timeout` on top.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use carafe::RedisStore;
+///
+/// let store = RedisStore::new("redis://127.0.0.1:6379")?;
+/// store.ping().await?; // optional: fail at startup rather than on the first request
+/// let layer = carafe::SessionLayer::builder(store)
+///     .secret(b"a secret of at least thirty-two bytes, from the environment")
+///     .build()?;
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    prefix: Arc<str>,
+    connections: Arc<dyn Connections>,
+    script: Arc<Script>,
+}
+
+impl fmt::Debug for RedisStore {
+    // The URL is left out on purpose: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("connection", &self.connections.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The key prefix used unless another is set: `carafe:session`.
+    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+
+    /// A store on the Redis server at `url` (such as
+    /// `redis://127.0.0.1:6379` or `rediss://user:password@host/2`), with the
+    /// default key prefix and timeouts.
+    ///
+    /// Nothing is sent to the server yet: the store connects on first use,
+    /// so an application can start while Redis is down (see
+    /// [connections and failures](RedisStore#connections-and-failures)).
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// assert_eq!(store.prefix(), "carafe:session");
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when `url` is not a valid Redis URL.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a store on the Redis server at `url`, to set the key
+    /// prefix and the connection timeouts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = carafe::RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .prefix("myapp:session")
+    ///     .connection_timeout(Duration::from_secs(2))
+    ///     .response_timeout(Duration::from_secs(1))
+    ///     .build()?;
+    /// assert_eq!(store.prefix(), "myapp:session");
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            source: Source::Url(url.into()),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            config: default_manager_config(),
+        }
+    }
+
+    /// A store over an existing [`ConnectionManager`], with the default key
+    /// prefix (change it with [`with_prefix`](Self::with_prefix)).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = redis::aio::ConnectionManager::new(client).await?;
+    /// let store = carafe::RedisStore::from_manager(manager).with_prefix("myapp:session");
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn from_manager(manager: ConnectionManager) -> Self {
+        Self::from_connection(manager)
+    }
+
+    /// A store over any cloneable asynchronous Redis connection, such as a
+    /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection) or a
+    /// Redis Cluster connection (`redis::cluster_async::ClusterConnection`,
+    /// with the `redis` crate's `cluster-async` feature). The connection is
+    /// cloned for every store call, as these connections expect.
+    ///
+    /// Whether the store reconnects after a failure is up to the connection:
+    /// a [`ConnectionManager`] and a cluster connection do, a bare
+    /// `MultiplexedConnection` does not.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let connection = client.get_multiplexed_async_connection().await?;
+    /// let store = carafe::RedisStore::from_connection(connection);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn from_connection<C>(connection: C) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self::with_connections(DEFAULT_PREFIX.to_owned(), Arc::new(Given(connection)))
+    }
+
+    /// The same store with another key prefix: records live at
+    /// `{prefix}:{store key}`.
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?.with_prefix("app:s");
+    /// assert_eq!(store.prefix(), "app:s");
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// The key prefix.
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// assert_eq!(store.prefix(), carafe::RedisStore::DEFAULT_PREFIX);
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key the record filed under `key` lives at:
+    /// `{prefix}:{store key}`.
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// let key = carafe::SessionId::generate().store_key();
+    /// assert_eq!(store.redis_key(&key), format!("carafe:session:{}", key.as_str()));
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn redis_key(&self, key: &StoreKey) -> String {
+        format!("{}:{}", self.prefix, key.as_str())
+    }
+
+    /// Sends a `PING`, to check at startup (or in a readiness probe) that
+    /// Redis answers.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), carafe::StoreError> {
+    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// store.ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the server cannot be reached or does not
+    /// answer `PONG`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection()?;
+        let answer: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        if answer == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::backend(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer to PING",
+                answer,
+            ))))
+        }
+    }
+
+    fn with_connections(prefix: String, connections: Arc<dyn Connections>) -> Self {
+        RedisStore {
+            prefix: Arc::from(prefix),
+            connections,
+            script: Arc::new(Script::new(SAVE_SCRIPT)),
+        }
+    }
+
+    fn connection(&self) -> Result<Conn, StoreError> {
+        self.connections.get().map_err(StoreError::backend)
+    }
+}
+
+/// Builds a [`RedisStore`]: the key prefix and the connection settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let store = carafe::RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("shop:session")
+///     .connection_timeout(Duration::from_millis(500))
+///     .build()?;
+/// # let _ = store;
+/// # Ok::<(), carafe::StoreError>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    source: Source,
+    prefix: String,
+    config: ConnectionManagerConfig,
+}
+
+enum Source {
+    Url(String),
+    Client(redis::Client),
+}
+
+impl fmt::Debug for Source {
+    // The URL is left out on purpose: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Url(_) => f.write_str("Url(..)"),
+            Source::Client(_) => f.write_str("Client(..)"),
+        }
+    }
+}
+
+/// The connection manager settings unless the builder changes them: the
+/// `redis` crate's timeouts (1 s to connect, 500 ms per response) and
+/// retries, with reconnection attempts at most 1 s apart so that sessions
+/// work again soon after Redis comes back.
+fn default_manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1))
+}
+
+impl RedisStoreBuilder {
+    /// A builder over an existing [`redis::Client`] (for example one built
+    /// from a [`redis::ConnectionInfo`] rather than a URL).
+    ///
+    /// ```
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let store = carafe::RedisStoreBuilder::from_client(client).prefix("s").build()?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_client(client: redis::Client) -> Self {
+        RedisStoreBuilder {
+            source: Source::Client(client),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            config: default_manager_config(),
+        }
+    }
+
+    /// The key prefix: records live at `{prefix}:{store key}`. The default is
+    /// [`RedisStore::DEFAULT_PREFIX`], `carafe:session`. Give each application sharing a
+    /// Redis database its own prefix.
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::builder("redis://localhost").prefix("blog:session").build()?;
+    /// assert_eq!(store.prefix(), "blog:session");
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one connection attempt may take (default 1 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = carafe::RedisStore::builder("redis://localhost")
+    ///     .connection_timeout(Duration::from_millis(300));
+    /// # let _ = builder;
+    /// ```
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.set_connection_timeout(Some(timeout));
+        self
+    }
+
+    /// How long the server may take to answer one command (default 500 ms).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = carafe::RedisStore::builder("redis://localhost")
+    ///     .response_timeout(Duration::from_secs(2));
+    /// # let _ = builder;
+    /// ```
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.set_response_timeout(Some(timeout));
+        self
+    }
+
+    /// Replaces every connection manager setting (timeouts, reconnection
+    /// backoff) with `config`. Later calls of
+    /// [`connection_timeout`](Self::connection_timeout) and
+    /// [`response_timeout`](Self::response_timeout) change it further.
+    ///
+    /// ```
+    /// use redis::aio::ConnectionManagerConfig;
+    /// let config = ConnectionManagerConfig::new().set_number_of_retries(2);
+    /// let builder = carafe::RedisStore::builder("redis://localhost").manager_config(config);
+    /// # let _ = builder;
+    /// ```
+    pub fn manager_config(mut self, config: ConnectionManagerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the store. It connects on first use, not now.
+    ///
+    /// ```
+    /// let store = carafe::RedisStore::builder("redis://localhost").build()?;
+    /// # let _ = store;
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is not a valid Redis URL.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let client = match self.source {
+            Source::Url(url) => redis::Client::open(url.as_str()).map_err(StoreError::backend)?,
+            Source::Client(client) => client,
+        };
+        let connections = Lazy {
+            client,
+            config: self.config,
+            manager: Mutex::new(None),
+        };
+        Ok(RedisStore::with_connections(
+            self.prefix,
+            Arc::new(connections),
+        ))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let mut conn = self.connection()?;
+        let reply: Value = match redis::cmd("HGETALL")
+            .arg(self.redis_key(key))
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(err) if err.code() == Some("WRONGTYPE") => {
+                return Err(StoreError::Corrupt("the Redis key does not hold a hash".into()));
+            }
+            Err(err) => return Err(StoreError::backend(err)),
+        };
+        decode(reply)
+    }
+
+    async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        let mut invocation = self.script.key(self.redis_key(key));
+        invocation
+            .arg(match change.kind {
+                SaveKind::Create => "create",
+                SaveKind::Update => "update",
+            })
+            .arg(unix_millis(change.expires));
+
+        let removed: &[String] = match change.kind {
+            SaveKind::Create => &[],
+            SaveKind::Update => &change.removed,
+        };
+        invocation.arg(removed.len());
+        for name in removed {
+            invocation.arg(data_field(name));
+        }
+        for (name, value) in &change.set {
+            let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
+            invocation.arg(data_field(name)).arg(json);
+        }
+        if change.kind == SaveKind::Create {
+            invocation.arg(CREATED).arg(timestamp(change.created));
+        }
+        invocation
+            .arg(ACCESSED)
+            .arg(timestamp(change.accessed))
+            .arg(EXPIRES)
+            .arg(timestamp(change.expires));
+
+        let mut conn = self.connection()?;
+        let answer: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        match answer {
+            1 => Ok(SaveOutcome::Saved),
+            0 => Ok(SaveOutcome::Missing),
+            -1 => Err(StoreError::Conflict),
+            other => Err(StoreError::backend(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer from the save script",
+                other.to_string(),
+            )))),
+        }
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let mut conn = self.connection()?;
+        redis::cmd("DEL")
+            .arg(self.redis_key(key))
+            .query_async::<Value>(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+
+    /// Redis expires records itself (each hash carries a TTL), so this
+    /// returns `Ok(0)` without a round trip.
+    async fn delete_expired(&self, _now: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// The hash field of session key `name`.
+fn data_field(name: &str) -> String {
+    let mut field = String::with_capacity(DATA.len() + name.len());
+    field.push_str(DATA);
+    field.push_str(name);
+    field
+}
+
+/// `t` in unix milliseconds for `PEXPIREAT`, at least 1 (a time before the
+/// epoch is just as past as the epoch itself and deletes the key).
+fn unix_millis(t: OffsetDateTime) -> i64 {
+    let millis = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(millis.max(1)).unwrap_or(i64::MAX)
+}
+
+/// `t` as unix seconds: `1700000000`, or `1700000000.25` when it has a
+/// fraction of a second.
+fn timestamp(t: OffsetDateTime) -> String {
+    let nanos = t.unix_timestamp_nanos();
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000);
+    if frac == 0 {
+        secs.to_string()
+    } else {
+        let digits = format!("{frac:09}");
+        format!("{secs}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// Parses what [`timestamp`] writes.
+fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
+    let (secs, frac) = match text.split_once('.') {
+        Some((secs, frac)) => (secs, Some(frac)),
+        None => (text, None),
+    };
+    let valid_int = |s: &str| {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        !digits.is_empty() && digits.len() <= 12 && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !valid_int(secs) {
+        return None;
+    }
+    let mut nanos = i128::from(secs.parse::<i64>().ok()?) * 1_000_000_000;
+    if let Some(frac) = frac {
+        if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let scaled = format!("{frac:0<9}").parse::<i128>().ok()?;
+        nanos += scaled;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}
+
+/// Decodes an `HGETALL` reply. An empty reply is no record.
+fn decode(reply: Value) -> Result<Option<Record>, StoreError> {
+    let pairs = match reply {
+        Value::Nil => return Ok(None),
+        Value::Map(pairs) => pairs,
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(StoreError::Corrupt(
+                    "HGETALL answered an odd number of items".into(),
+                ));
+            }
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((field, value));
+            }
+            pairs
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "HGETALL answered {}, not a hash",
+                kind_of(&other)
+            )))
+        }
+    };
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+
+    let mut data = Data::new();
+    let (mut created, mut accessed, mut expires) = (None, None, None);
+    for (field, value) in pairs {
+        let field = bytes(field)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| StoreError::Corrupt("a hash field name is not UTF-8 text".into()))?;
+        let value = bytes(value).ok_or_else(|| {
+            StoreError::Corrupt(format!("hash field {field:?} does not hold a string"))
+        })?;
+        if let Some(name) = field.strip_prefix(DATA) {
+            let json = serde_json::from_slice(&value).map_err(|err| {
+                StoreError::Corrupt(format!("session key {name:?} is not valid JSON: {err}"))
+            })?;
+            data.insert(name.to_owned(), json);
+            continue;
+        }
+        let slot = match field.as_str() {
+            CREATED => &mut created,
+            ACCESSED => &mut accessed,
+            EXPIRES => &mut expires,
+            // Room for metadata a later version may add.
+            other if other.starts_with("m:") => continue,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unexpected hash field {other:?}"
+                )))
+            }
+        };
+        let time = std::str::from_utf8(&value)
+            .ok()
+            .and_then(parse_timestamp)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("metadata field {field:?} is not a unix time"))
+            })?;
+        *slot = Some(time);
+    }
+
+    let missing = |name: &str| StoreError::Corrupt(format!("metadata field {name:?} is missing"));
+    Ok(Some(Record {
+        data,
+        created: created.ok_or_else(|| missing(CREATED))?,
+        accessed: accessed.ok_or_else(|| missing(ACCESSED))?,
+        expires: expires.ok_or_else(|| missing(EXPIRES))?,
+    }))
+}
+
+/// The bytes of a string reply.
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        _ => None,
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => "a string",
+        Value::Okay => "OK",
+        Value::Array(_) | Value::Set(_) | Value::Push { .. } => "a list",
+        Value::Map(_) | Value::Attribute { .. } => "a map",
+        Value::Double(_) | Value::BigNumber(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::ServerError(_) => "an error",
+        _ => "an unknown value",
+    }
+}
+
+/// Where the store gets a connection for each call.
+trait Connections: Send + Sync {
+    fn get(&self) -> RedisResult<Conn>;
+    fn describe(&self) -> &'static str;
+}
+
+/// A connection manager made on first use, from inside the runtime (making
+/// one spawns a task, which needs a running tokio runtime).
+struct Lazy {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    manager: Mutex<Option<ConnectionManager>>,
+}
+
+impl Connections for Lazy {
+    fn get(&self) -> RedisResult<Conn> {
+        let mut slot = self.manager.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(manager) = slot.as_ref() {
+            return Ok(Conn(Box::new(manager.clone())));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "the Redis session store must be used from within a tokio runtime",
+            )));
+        }
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+        *slot = Some(manager.clone());
+        Ok(Conn(Box::new(manager)))
+    }
+
+    fn describe(&self) -> &'static str {
+        "connection manager"
+    }
+}
+
+/// A connection given by the application.
+struct Given<C>(C);
+
+impl<C> Connections for Given<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn get(&self) -> RedisResult<Conn> {
+        Ok(Conn(Box::new(self.0.clone())))
+    }
+
+    fn describe(&self) -> &'static str {
+        "given connection"
+    }
+}
+
+/// One call's connection, whatever its type.
+struct Conn(Box<dyn ConnectionLike + Send>);
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        for nanos in [
+            0i128,
+            1_700_000_000_000_000_000,
+            1_700_000_000_500_000_000,
+            1_700_000_000_000_000_001,
+            -1,
+            -1_500_000_000,
+        ] {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).expect("valid time");
+            assert_eq!(parse_timestamp(&timestamp(t)), Some(t), "{nanos}");
+        }
+        assert_eq!(timestamp(OffsetDateTime::UNIX_EPOCH), "0");
+        assert_eq!(
+            timestamp(OffsetDateTime::from_unix_timestamp_nanos(1_250_000_000).expect("valid")),
+            "1.25"
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_are_rejected() {
+        for bad in [
+            "", "-", "1.", ".5", "1.2.3", "abc", "1e9", " 1", "+1", "1.0000000001",
+            "99999999999999999999", "1.-5",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn millis_are_clamped() {
+        assert_eq!(unix_millis(OffsetDateTime::UNIX_EPOCH), 1);
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid");
+        assert_eq!(unix_millis(t), 1_700_000_000_000);
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn hash(fields: &[(&str, &str)]) -> Value {
+        Value::Array(fields.iter().flat_map(|(f, v)| [bulk(f), bulk(v)]).collect())
+    }
+
+    #[test]
+    fn decodes_a_hash() {
+        let reply = hash(&[
+            ("m:created", "10"),
+            ("m:accessed", "20"),
+            ("m:expires", "30"),
+            ("d:user", "\"ann\""),
+            ("d:m:created", "1"),
+            ("m:future", "x"),
+        ]);
+        let record = decode(reply).expect("decodes").expect("a record");
+        assert_eq!(record.created.unix_timestamp(), 10);
+        assert_eq!(record.accessed.unix_timestamp(), 20);
+        assert_eq!(record.expires.unix_timestamp(), 30);
+        assert_eq!(record.data["user"], "ann");
+        assert_eq!(record.data["m:created"], 1);
+        assert_eq!(record.data.len(), 2);
+    }
+
+    #[test]
+    fn decodes_a_resp3_map_and_nothing() {
+        let reply = Value::Map(vec![
+            (bulk("m:created"), bulk("1")),
+            (bulk("m:accessed"), bulk("1")),
+            (bulk("m:expires"), bulk("1")),
+        ]);
+        assert!(decode(reply).expect("decodes").is_some());
+        assert!(decode(Value::Array(vec![])).expect("decodes").is_none());
+        assert!(decode(Value::Map(vec![])).expect("decodes").is_none());
+        assert!(decode(Value::Nil).expect("decodes").is_none());
+    }
+
+    #[test]
+    fn bad_hashes_are_corrupt() {
+        let ok = [("m:created", "1"), ("m:accessed", "1"), ("m:expires", "1")];
+        let cases: Vec<Value> = vec![
+            hash(&[ok[0], ok[1], ok[2], ("d:a", "{not json")]),
+            hash(&[ok[0], ok[1]]),
+            hash(&[ok[0], ok[1], ("m:expires", "tomorrow")]),
+            hash(&[ok[0], ok[1], ok[2], ("other", "1")]),
+            hash(&[("d:a", "1")]),
+            Value::Array(vec![bulk("m:created")]),
+            Value::Array(vec![Value::Int(1), bulk("1")]),
+            Value::Array(vec![bulk("m:created"), Value::Int(1)]),
+            Value::Array(vec![Value::BulkString(vec![0xff, 0xfe]), bulk("1")]),
+            Value::Int(3),
+            Value::Okay,
+        ];
+        for reply in cases {
+            let shown = format!("{reply:?}");
+            assert!(
+                matches!(decode(reply), Err(StoreError::Corrupt(_))),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn construction_does_not_connect_and_debug_hides_the_url() {
+        let store = RedisStore::new("redis://:hunter2@127.0.0.1:1/0").expect("valid URL");
+        assert!(!format!("{store:?}").contains("hunter2"));
+        let builder = RedisStore::builder("redis://:hunter2@127.0.0.1:1/0");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        assert!(matches!(RedisStore::new("not a url"), Err(StoreError::Backend(_))));
+        assert_eq!(store.name(), "redis");
+    }
+
+    #[test]
+    fn outside_a_runtime_is_an_error_not_a_panic() {
+        let store = RedisStore::new("redis://127.0.0.1:1").expect("valid URL");
+        assert!(matches!(store.connection(), Err(StoreError::Backend(_))));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_backend_error() {
+        let store = RedisStore::builder("redis://127.0.0.1:1")
+            .manager_config(ConnectionManagerConfig::new().set_number_of_retries(0))
+            .build()
+            .expect("valid URL");
+        let key = crate::SessionId::generate().store_key();
+        assert!(matches!(store.load(&key).await, Err(StoreError::Backend(_))));
+        assert!(matches!(store.ping().await, Err(StoreError::Backend(_))));
+    }
+}

@@ -1,0 +1,177 @@
+//! Code the SQL stores ([`PostgresStore`](crate::store::PostgresStore) and
+//! [`SqliteStore`](crate::store::SqliteStore)) share: identifier checks, error
+//! mapping and the decoding of row contents, which never panics.
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::error::{ConfigError, StoreError};
+use crate::record::{Data, Record};
+
+/// The table the SQL stores use unless told otherwise.
+pub(crate) const DEFAULT_TABLE: &str = "carafe_sessions";
+
+/// How many expired rows one `DELETE` removes at most.
+pub(crate) const DEFAULT_DELETE_BATCH: u32 = 1000;
+
+/// The longest table or schema name accepted, so that the derived index name
+/// stays within PostgreSQL's 63-byte identifier limit.
+pub(crate) const MAX_IDENT_LEN: usize = 48;
+
+/// Checks that `name` is a plain SQL identifier: an ASCII letter or `_`,
+/// then ASCII letters, digits or `_`, at most [`MAX_IDENT_LEN`] bytes. Only
+/// names that pass this check are ever put into SQL text (and then quoted).
+pub(crate) fn check_ident(what: &str, name: &str) -> Result<(), ConfigError> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if first_ok
+        && name.len() <= MAX_IDENT_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err(ConfigError::Store(format!(
+            "invalid {what} name {name:?}: use 1 to {MAX_IDENT_LEN} ASCII letters, digits \
+             and underscores, not starting with a digit"
+        )))
+    }
+}
+
+/// Quotes an identifier that passed [`check_ident`].
+pub(crate) fn quote(name: &str) -> String {
+    debug_assert!(check_ident("identifier", name).is_ok());
+    format!("\"{name}\"")
+}
+
+/// Checks a batch size for `delete_expired`.
+pub(crate) fn check_batch(size: u32) -> Result<(), ConfigError> {
+    if size == 0 {
+        Err(ConfigError::NonPositive {
+            option: "delete_batch_size",
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Maps an sqlx error to a store error: a value in a row that does not
+/// decode is [`StoreError::Corrupt`], anything else is a backend failure.
+pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::ColumnDecode { index, source } => {
+            StoreError::Corrupt(format!("column {index} does not decode: {source}"))
+        }
+        sqlx::Error::Decode(source) => {
+            StoreError::Corrupt(format!("a value does not decode: {source}"))
+        }
+        other => StoreError::backend(other),
+    }
+}
+
+/// A timestamp column read as whole unix seconds (`None` for SQL `NULL`, or
+/// for a value the database could not turn into seconds).
+pub(crate) fn timestamp(column: &str, secs: Option<i64>) -> Result<OffsetDateTime, StoreError> {
+    let secs = secs.ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL or not finite")))?;
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| StoreError::Corrupt(format!("{column} is out of range: {e}")))
+}
+
+/// The session data from a `data` column: it must be a JSON object.
+pub(crate) fn data(value: Option<Value>) -> Result<Data, StoreError> {
+    match value {
+        Some(Value::Object(map)) => Ok(map),
+        Some(other) => Err(StoreError::Corrupt(format!(
+            "data is JSON {}, not an object",
+            json_kind(&other)
+        ))),
+        None => Err(StoreError::Corrupt("data is NULL".into())),
+    }
+}
+
+/// Builds a record from decoded columns.
+pub(crate) fn record(
+    data_value: Option<Value>,
+    created: Option<i64>,
+    accessed: Option<i64>,
+    expires: Option<i64>,
+) -> Result<Record, StoreError> {
+    Ok(Record {
+        data: data(data_value)?,
+        created: timestamp("created_at", created)?,
+        accessed: timestamp("accessed_at", accessed)?,
+        expires: timestamp("expires_at", expires)?,
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        for good in ["carafe_sessions", "_x", "T1", &"a".repeat(MAX_IDENT_LEN)] {
+            assert!(check_ident("table", good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "a\"b",
+            "a;drop table x",
+            "sessions\0",
+            "é",
+            "public.sessions",
+            &"a".repeat(MAX_IDENT_LEN + 1),
+        ] {
+            assert!(
+                matches!(check_ident("table", bad), Err(ConfigError::Store(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(quote("abc"), "\"abc\"");
+        assert!(check_batch(0).is_err());
+        assert!(check_batch(1).is_ok());
+    }
+
+    #[test]
+    fn row_contents_never_panic() {
+        assert!(matches!(data(None), Err(StoreError::Corrupt(_))));
+        for v in [
+            Value::Null,
+            Value::Bool(true),
+            1.into(),
+            "x".into(),
+            Value::Array(vec![]),
+        ] {
+            assert!(matches!(data(Some(v)), Err(StoreError::Corrupt(_))));
+        }
+        assert!(data(Some(Value::Object(Data::new()))).is_ok());
+        assert!(matches!(timestamp("t", None), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            timestamp("t", Some(i64::MAX)),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            timestamp("t", Some(i64::MIN)),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            timestamp("t", Some(0)).ok(),
+            Some(OffsetDateTime::UNIX_EPOCH)
+        );
+    }
+}

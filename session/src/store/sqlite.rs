@@ -1,0 +1,481 @@
+//! An SQLite store (feature `sqlite-store`).
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::error::{ConfigError, StoreError};
+use crate::id::StoreKey;
+use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::store::sql::{self, map_err};
+use crate::store::SessionStore;
+
+/// Sessions in an SQLite database file, one row per session (sqlx, tokio).
+///
+/// The embedded choice for a single server that wants a real database file
+/// rather than one file per session ([`FileStore`](crate::store::FileStore)).
+/// The table (default `carafe_sessions`, created by
+/// [`migrate`](SqliteStore::migrate)) has the same columns as
+/// [`PostgresStore`](crate::store::PostgresStore)'s: `id` (the
+/// [`StoreKey`]), `data` (a JSON object as text), and `created_at`,
+/// `accessed_at` and `expires_at` as integer unix seconds, with an index on
+/// `expires_at`.
+///
+/// A save is one statement. An update merges the change into the stored
+/// JSON with SQLite's JSON functions: the changed and removed keys are
+/// taken out with `json_patch` (whose `null` means "remove"), then the new
+/// values are appended as they were serialized, so a value that *is* JSON
+/// `null`, or a key with `.`, `"` or any other character, is stored as
+/// given. An update never brings back a deleted row; a touch only rewrites
+/// the timestamps. [`delete_expired`](SessionStore::delete_expired) deletes
+/// in batches of 1000 rows by default.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), carafe::StoreError> {
+/// let store = carafe::store::SqliteStore::connect("sqlite://sessions.db?mode=rwc").await?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    sql: Arc<Statements>,
+}
+
+/// Builds an [`SqliteStore`] with a table name or batch size other than the
+/// defaults. Made by [`SqliteStore::builder`].
+///
+/// ```no_run
+/// # async fn example(pool: sqlx::SqlitePool) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = carafe::store::SqliteStore::builder(pool).table("sessions").build()?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to make the store"]
+pub struct SqliteStoreBuilder {
+    pool: SqlitePool,
+    table: String,
+    batch: u32,
+}
+
+#[derive(Debug)]
+struct Statements {
+    table: String,
+    batch: u32,
+    create_table: String,
+    create_index: String,
+    load: String,
+    insert: String,
+    update: String,
+    touch: String,
+    delete: String,
+    reap: String,
+}
+
+impl Statements {
+    fn new(table: &str, batch: u32) -> Result<Self, ConfigError> {
+        sql::check_ident("table", table)?;
+        sql::check_batch(batch)?;
+        let t = sql::quote(table);
+        let index = sql::quote(&format!("{table}_expires_at_idx"));
+        Ok(Statements {
+            table: table.to_owned(),
+            batch,
+            create_table: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 id TEXT PRIMARY KEY NOT NULL, \
+                 data TEXT NOT NULL, \
+                 created_at INTEGER NOT NULL, \
+                 accessed_at INTEGER NOT NULL, \
+                 expires_at INTEGER NOT NULL)"
+            ),
+            create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
+            load: format!(
+                "SELECT data, created_at, accessed_at, expires_at FROM {t} WHERE id = ?1"
+            ),
+            insert: format!(
+                "INSERT INTO {t} (id, data, created_at, accessed_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
+            ),
+            // ?2: `{"k": null, ...}` for every key removed or set: json_patch
+            //     removes them (RFC 7396), whatever characters they hold.
+            // ?3: the members of the serialized `set` object without its
+            //     braces (`"k":v,...`, or empty), appended to the object
+            //     json_patch left (minified, so it ends with `}`); json()
+            //     checks the result. No JSON path is built from a key, and a
+            //     `null` value is never given to json_patch.
+            update: format!(
+                "UPDATE {t} SET data = (\
+                 SELECT json(CASE \
+                 WHEN ?3 = '' THEN p \
+                 WHEN p = '{{}}' THEN '{{' || ?3 || '}}' \
+                 ELSE substr(p, 1, length(p) - 1) || ',' || ?3 || '}}' END) \
+                 FROM (SELECT json_patch({t}.data, ?2) AS p)), \
+                 accessed_at = ?4, expires_at = ?5 WHERE id = ?1"
+            ),
+            touch: format!("UPDATE {t} SET accessed_at = ?2, expires_at = ?3 WHERE id = ?1"),
+            delete: format!("DELETE FROM {t} WHERE id = ?1"),
+            reap: format!(
+                "DELETE FROM {t} WHERE id IN \
+                 (SELECT id FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"
+            ),
+        })
+    }
+}
+
+impl SqliteStoreBuilder {
+    /// The table name (default `carafe_sessions`): a plain identifier of at
+    /// most 48 ASCII letters, digits and underscores.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::SqliteStore::builder(pool).table("sessions").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// How many expired rows one `DELETE` statement of
+    /// [`delete_expired`](SessionStore::delete_expired) removes at most
+    /// (default 1000).
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::SqliteStore::builder(pool).delete_batch_size(100).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete_batch_size(mut self, rows: u32) -> Self {
+        self.batch = rows;
+        self
+    }
+
+    /// Makes the store. Nothing is sent to the database.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::SqlitePool) {
+    /// assert!(carafe::store::SqliteStore::builder(pool).table("no spaces").build().is_err());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Store`] for a table name that is not a plain
+    /// identifier; [`ConfigError::NonPositive`] for a batch size of 0.
+    pub fn build(self) -> Result<SqliteStore, ConfigError> {
+        Ok(SqliteStore {
+            sql: Arc::new(Statements::new(&self.table, self.batch)?),
+            pool: self.pool,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// A store using the table `carafe_sessions` through `pool`. Nothing is
+    /// sent to the database; call [`migrate`](Self::migrate) to create the
+    /// table.
+    ///
+    /// An in-memory database lives only as long as a connection to it: give
+    /// such a pool one connection and no idle timeout or maximum lifetime.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite://sessions.db?mode=rwc").await?;
+    /// let store = carafe::store::SqliteStore::new(pool);
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn new(pool: SqlitePool) -> Self {
+        Self::builder(pool)
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default table name is valid"))
+    }
+
+    /// A builder, to choose the table name or batch size.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// let store = carafe::store::SqliteStore::builder(pool).table("web_sessions").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(pool: SqlitePool) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            pool,
+            table: sql::DEFAULT_TABLE.into(),
+            batch: sql::DEFAULT_DELETE_BATCH,
+        }
+    }
+
+    /// Opens the database at `url` with a new pool and returns a store on
+    /// the default table. `sqlite://path/to/file.db?mode=rwc` creates the
+    /// file if needed; a file database is switched to WAL journaling so
+    /// that readers do not wait for writers, and every connection waits up
+    /// to 5 s for a lock (sqlx's `busy_timeout`). `sqlite::memory:` gives a
+    /// database private to this store, kept on one connection that is never
+    /// closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), carafe::StoreError> {
+    /// use carafe::store::{SessionStore, SqliteStore};
+    /// let store = SqliteStore::connect("sqlite::memory:").await?;
+    /// store.migrate().await?;
+    /// let key = carafe::SessionId::generate().store_key();
+    /// assert!(store.load(&key).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is invalid or the database
+    /// cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(map_err)?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                .await
+        }
+        .map_err(map_err)?;
+        Ok(Self::new(pool))
+    }
+
+    /// Creates the table and its index on `expires_at` unless they exist.
+    /// Safe to call on every start.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), carafe::StoreError> {
+    /// let store = carafe::store::SqliteStore::connect("sqlite::memory:").await?;
+    /// store.migrate().await?;
+    /// store.migrate().await?; // a second call changes nothing
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the database fails, for example when it
+    /// is read-only.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(&self.sql.create_table)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(&self.sql.create_index)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// The pool the store uses.
+    ///
+    /// ```no_run
+    /// # fn example(store: carafe::store::SqliteStore) {
+    /// let pool: &sqlx::SqlitePool = store.pool();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The table's name.
+    ///
+    /// ```no_run
+    /// # fn example(pool: sqlx::SqlitePool) {
+    /// assert_eq!(carafe::store::SqliteStore::new(pool).table(), "carafe_sessions");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.sql.table
+    }
+
+    fn decode(row: &SqliteRow) -> Result<Record, StoreError> {
+        let text: Option<String> = row.try_get("data").map_err(map_err)?;
+        let value = text
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("data is not JSON: {e}")))?;
+        sql::record(
+            value,
+            row.try_get("created_at").map_err(map_err)?,
+            row.try_get("accessed_at").map_err(map_err)?,
+            row.try_get("expires_at").map_err(map_err)?,
+        )
+    }
+}
+
+/// The two texts an update binds: the removal patch and the members to add.
+fn merge_args(change: &Change) -> Result<(String, String), StoreError> {
+    let mut patch = serde_json::Map::new();
+    for key in change.removed.iter().chain(change.set.keys()) {
+        patch.insert(key.clone(), serde_json::Value::Null);
+    }
+    let patch = serde_json::to_string(&patch).map_err(StoreError::backend)?;
+    let set = serde_json::to_string(&change.set).map_err(StoreError::backend)?;
+    // `set` serializes as `{...}`: keep what is between the braces.
+    let members = set
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or_default()
+        .to_owned();
+    Ok((patch, members))
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.sql.load)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+
+    async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        let rows = match change.kind {
+            SaveKind::Create => {
+                let data = serde_json::to_string(&change.set).map_err(StoreError::backend)?;
+                sqlx::query(&self.sql.insert)
+                    .bind(key.as_str())
+                    .bind(data)
+                    .bind(change.created.unix_timestamp())
+                    .bind(change.accessed.unix_timestamp())
+                    .bind(change.expires.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+            }
+            SaveKind::Update if change.is_touch() => {
+                sqlx::query(&self.sql.touch)
+                    .bind(key.as_str())
+                    .bind(change.accessed.unix_timestamp())
+                    .bind(change.expires.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+            }
+            SaveKind::Update => {
+                let (patch, members) = merge_args(change)?;
+                sqlx::query(&self.sql.update)
+                    .bind(key.as_str())
+                    .bind(patch)
+                    .bind(members)
+                    .bind(change.accessed.unix_timestamp())
+                    .bind(change.expires.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+            }
+        }
+        .map_err(map_err)?
+        .rows_affected();
+        match (change.kind, rows) {
+            (SaveKind::Create, 0) => Err(StoreError::Conflict),
+            (SaveKind::Update, 0) => Ok(SaveOutcome::Missing),
+            _ => Ok(SaveOutcome::Saved),
+        }
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.delete)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let batch = u64::from(self.sql.batch);
+        let mut total = 0;
+        loop {
+            let rows = sqlx::query(&self.sql.reap)
+                .bind(now.unix_timestamp())
+                .bind(i64::from(self.sql.batch))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            total += rows;
+            if rows < batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Data;
+    use serde_json::json;
+
+    #[test]
+    fn statements_quote_validated_names() {
+        let s = Statements::new("carafe_sessions", 1000).expect("valid");
+        assert!(s.load.contains("FROM \"carafe_sessions\" WHERE id = ?1"));
+        assert!(s.update.contains("json_patch(\"carafe_sessions\".data, ?2)"));
+        assert!(matches!(
+            Statements::new("x\"; DROP TABLE y; --", 1000),
+            Err(ConfigError::Store(_))
+        ));
+        assert!(matches!(
+            Statements::new("t", 0),
+            Err(ConfigError::NonPositive { .. })
+        ));
+    }
+
+    #[test]
+    fn merge_args_never_hand_null_values_to_json_patch() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let mut set = Data::new();
+        set.insert("n".into(), serde_json::Value::Null);
+        set.insert("a\"b".into(), json!({"x": null}));
+        let change = Change {
+            kind: SaveKind::Update,
+            set,
+            removed: vec!["gone".into()],
+            created: t,
+            accessed: t,
+            expires: t,
+        };
+        let (patch, members) = merge_args(&change).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&patch).ok(),
+            Some(json!({"gone": null, "n": null, "a\"b": null}))
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&format!("{{{members}}}")).ok(),
+            Some(json!({"n": null, "a\"b": {"x": null}}))
+        );
+        let empty = Change {
+            set: Data::new(),
+            ..change
+        };
+        assert_eq!(merge_args(&empty).expect("serializes").1, "");
+    }
+}
