@@ -69,7 +69,9 @@ pub fn key_from_env() -> Result<Key, carafe::ConfigError> {
     match std::env::var("CARAFE_SECRET") {
         Ok(secret) => Key::from_secret(secret),
         Err(_) => {
-            tracing::warn!("CARAFE_SECRET is not set: using a random key, sessions will not survive a restart");
+            tracing::warn!(
+                "CARAFE_SECRET is not set: using a random key, sessions will not survive a restart"
+            );
             Ok(Key::generate())
         }
     }
@@ -86,7 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::var("CARAFE_DATA_DIR").unwrap_or_else(|_| "./sessions".into());
     let store = FileStore::new(&dir)?;
     // expired session files are removed every ten minutes
-    let reaper = Reaper::spawn(std::sync::Arc::new(store.clone()), std::time::Duration::from_secs(600));
+    let reaper = Reaper::spawn(
+        std::sync::Arc::new(store.clone()),
+        std::time::Duration::from_secs(600),
+    );
     let layer = SessionLayer::builder(store)
         .key(key_from_env()?)
         // plain HTTP on localhost for the demo; keep the default (true) behind TLS

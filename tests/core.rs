@@ -39,9 +39,7 @@ fn counter_app(layer: SessionLayer) -> Router {
         )
         .route(
             "/read",
-            get(|session: Session| async move {
-                format!("{:?}", session.get::<u32>("count").unwrap())
-            }),
+            get(|session: Session| async move { format!("{:?}", session.get::<u32>("count").unwrap()) }),
         )
         .route(
             "/persist",
@@ -62,7 +60,10 @@ fn counter_app(layer: SessionLayer) -> Router {
         .route(
             "/whoami",
             get(|session: Session| async move {
-                session.get::<String>("user").unwrap().unwrap_or_else(|| "anonymous".into())
+                session
+                    .get::<String>("user")
+                    .unwrap()
+                    .unwrap_or_else(|| "anonymous".into())
             }),
         )
         .route(
@@ -111,15 +112,19 @@ async fn untouched_route_makes_no_store_call_and_no_cookie() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
-    let first = get(&app, "/count", None).await;
+    let first = req(&app, "/count", None).await;
     let cookie = first.cookie().unwrap();
     let calls = store.calls();
     for c in [None, Some(cookie.as_str()), Some("carafe.sid=garbage")] {
-        let r = get(&app, "/health", c).await;
+        let r = req(&app, "/health", c).await;
         assert_eq!(r.status, 200);
         assert!(r.set_cookies.is_empty());
     }
-    assert_eq!(store.calls(), calls, "a route that never touches the session must not reach the store");
+    assert_eq!(
+        store.calls(),
+        calls,
+        "a route that never touches the session must not reach the store"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +132,7 @@ async fn new_unmodified_session_is_not_stored_and_gets_no_cookie() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
-    let r = get(&app, "/read", None).await;
+    let r = req(&app, "/read", None).await;
     assert_eq!(r.body, "None");
     assert!(r.set_cookies.is_empty());
     assert_eq!(store.saves(), 0);
@@ -139,12 +144,15 @@ async fn auto_saves_modified_session_and_sets_cookie_once() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
-    let r1 = get(&app, "/count", None).await;
+    let r1 = req(&app, "/count", None).await;
     assert_eq!(r1.body, "count: 1");
     let cookie = r1.cookie().expect("a new stored session gets a cookie");
-    let r2 = get(&app, "/count", Some(&cookie)).await;
+    let r2 = req(&app, "/count", Some(&cookie)).await;
     assert_eq!(r2.body, "count: 2");
-    assert!(r2.set_cookies.is_empty(), "same id, browser-session cookie: no Set-Cookie");
+    assert!(
+        r2.set_cookies.is_empty(),
+        "same id, browser-session cookie: no Set-Cookie"
+    );
     assert_eq!(store.inner.len(), 1);
 }
 
@@ -153,18 +161,18 @@ async fn without_auto_nothing_is_written_unless_saved() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = counter_app(layer_for(store.clone(), &clock).build().unwrap());
-    let r = get(&app, "/count", None).await;
+    let r = req(&app, "/count", None).await;
     assert!(r.set_cookies.is_empty());
     assert!(store.inner.is_empty());
-    let r = get(&app, "/count-save", None).await;
+    let r = req(&app, "/count-save", None).await;
     let cookie = r.cookie().unwrap();
     assert_eq!(store.inner.len(), 1);
     // modified without save(): not written
-    let r = get(&app, "/count", Some(&cookie)).await;
+    let r = req(&app, "/count", Some(&cookie)).await;
     assert_eq!(r.body, "count: 2");
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "Some(1)");
-    assert_eq!(get(&app, "/count-save", Some(&cookie)).await.body, "count: 2");
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "Some(2)");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(1)");
+    assert_eq!(req(&app, "/count-save", Some(&cookie)).await.body, "count: 2");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(2)");
 }
 
 #[tokio::test]
@@ -187,9 +195,12 @@ async fn persist_writes_during_the_request() {
             }),
         )
         .layer(layer_for(store.clone(), &clock).build().unwrap());
-    let r = get(&app, "/", None).await;
+    let r = req(&app, "/", None).await;
     assert_eq!(r.status, 500);
-    assert!(r.cookie().is_some(), "a persisted new session still gets its cookie");
+    assert!(
+        r.cookie().is_some(),
+        "a persisted new session still gets its cookie"
+    );
     assert_eq!(store.len(), 1);
 }
 
@@ -197,13 +208,16 @@ async fn persist_writes_during_the_request() {
 async fn set_cookie_has_safe_attributes_and_cache_headers() {
     let clock = MockClock::default();
     let app = counter_app(layer_for(MemoryStore::new(), &clock).auto(true).build().unwrap());
-    let r = get(&app, "/count", None).await;
+    let r = req(&app, "/count", None).await;
     let set = &r.set_cookies[0];
     assert!(set.starts_with("carafe.sid="), "{set}");
     for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(set.contains(attr), "{attr} missing in {set}");
     }
-    assert!(!set.contains("Max-Age"), "browser-session cookie by default: {set}");
+    assert!(
+        !set.contains("Max-Age"),
+        "browser-session cookie by default: {set}"
+    );
     assert_eq!(r.headers["vary"], "Cookie");
     assert_eq!(r.headers["cache-control"], "no-cache=\"Set-Cookie\"");
 }
@@ -220,7 +234,7 @@ async fn app_cache_control_is_kept() {
             }),
         )
         .layer(layer_for(MemoryStore::new(), &clock).auto(true).build().unwrap());
-    let r = get(&app, "/", None).await;
+    let r = req(&app, "/", None).await;
     assert!(r.cookie().is_some());
     assert_eq!(r.headers["cache-control"], "private, max-age=0");
     assert_eq!(r.headers["vary"], "Cookie");
@@ -240,10 +254,16 @@ async fn cookie_options_are_applied() {
         .build()
         .unwrap();
     let app = counter_app(layer);
-    let r = get(&app, "/count", None).await;
+    let r = req(&app, "/count", None).await;
     let set = &r.set_cookies[0];
     assert!(set.starts_with("app="), "{set}");
-    for attr in ["Path=/app", "Domain=example.com", "SameSite=Strict", "Max-Age=3600", "Expires="] {
+    for attr in [
+        "Path=/app",
+        "Domain=example.com",
+        "SameSite=Strict",
+        "Max-Age=3600",
+        "Expires=",
+    ] {
         assert!(set.contains(attr), "{attr} missing in {set}");
     }
     assert!(!set.contains("HttpOnly"));
@@ -258,12 +278,16 @@ async fn max_age_cookie_is_refreshed_when_the_session_is_written() {
         .build()
         .unwrap();
     let app = counter_app(layer);
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
-    let r = get(&app, "/count", Some(&cookie)).await;
-    assert_eq!(r.cookie().as_deref(), Some(cookie.as_str()), "same id, new expiry");
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
+    let r = req(&app, "/count", Some(&cookie)).await;
+    assert_eq!(
+        r.cookie().as_deref(),
+        Some(cookie.as_str()),
+        "same id, new expiry"
+    );
     assert!(r.set_cookies[0].contains("Max-Age=3600"));
     // a read inside the accessed-time interval writes nothing: no refresh
-    let r = get(&app, "/read", Some(&cookie)).await;
+    let r = req(&app, "/read", Some(&cookie)).await;
     assert!(r.set_cookies.is_empty());
 }
 
@@ -276,8 +300,12 @@ async fn fixed_expiry_cookie() {
         .cookie_expires(CookieExpiry::At(at))
         .build()
         .unwrap();
-    let r = get(&counter_app(layer), "/count", None).await;
-    assert!(r.set_cookies[0].contains("Expires=Sun, 01 Jan 2040 00:00:00 GMT"), "{}", r.set_cookies[0]);
+    let r = req(&counter_app(layer), "/count", None).await;
+    assert!(
+        r.set_cookies[0].contains("Expires=Sun, 01 Jan 2040 00:00:00 GMT"),
+        "{}",
+        r.set_cookies[0]
+    );
 }
 
 #[tokio::test]
@@ -285,7 +313,7 @@ async fn bad_cookies_get_a_fresh_session_with_a_fresh_id() {
     let clock = MockClock::default();
     let store = MemoryStore::new();
     let app = auto_app(store.clone(), &clock);
-    let good = get(&app, "/count", None).await.cookie_value().unwrap();
+    let good = req(&app, "/count", None).await.cookie_value().unwrap();
     let (id, tag) = good.split_once('.').unwrap();
     let other_id = carafe::SessionId::generate().expose();
     let flip = |s: &str| {
@@ -294,36 +322,48 @@ async fn bad_cookies_get_a_fresh_session_with_a_fresh_id() {
         String::from_utf8(b).unwrap()
     };
     let hostile = [
-        format!("{other_id}.{tag}"),            // forged: tag of another id
-        format!("{}.{tag}", flip(id)),          // tampered id
-        format!("{id}.{}", flip(tag)),          // tampered tag
-        good[..good.len() - 3].to_owned(),      // truncated
-        format!("{good}AAAA"),                  // extended
-        id.to_owned(),                          // no tag
-        format!("{id}."),                       // empty tag
-        "x".repeat(10_000),                     // oversized
-        format!("../../../etc/passwd.{tag}"),   // path
+        format!("{other_id}.{tag}"),          // forged: tag of another id
+        format!("{}.{tag}", flip(id)),        // tampered id
+        format!("{id}.{}", flip(tag)),        // tampered tag
+        good[..good.len() - 3].to_owned(),    // truncated
+        format!("{good}AAAA"),                // extended
+        id.to_owned(),                        // no tag
+        format!("{id}."),                     // empty tag
+        "x".repeat(10_000),                   // oversized
+        format!("../../../etc/passwd.{tag}"), // path
         String::new(),
         "%00%ff".into(),
     ];
     for value in &hostile {
-        let r = get(&app, "/count", Some(&format!("carafe.sid={value}"))).await;
+        let r = req(&app, "/count", Some(&format!("carafe.sid={value}"))).await;
         assert_eq!(r.status, 200, "{value:?}");
         assert_eq!(r.body, "count: 1", "{value:?} must not load a session");
         let new = r.cookie_value().unwrap();
         assert_ne!(new.split('.').next(), Some(id));
-        assert_ne!(new.split('.').next(), Some(other_id.as_str()), "an unknown id is never adopted");
+        assert_ne!(
+            new.split('.').next(),
+            Some(other_id.as_str()),
+            "an unknown id is never adopted"
+        );
     }
     // non-UTF-8 cookie header
     let request = http::Request::builder()
         .uri("/count")
-        .header(http::header::COOKIE, http::HeaderValue::from_bytes(b"carafe.sid=\xff\xfe").unwrap())
+        .header(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes(b"carafe.sid=\xff\xfe").unwrap(),
+        )
         .body(axum::body::Body::empty())
         .unwrap();
     let r = reply(tower::ServiceExt::oneshot(app.clone(), request).await.unwrap()).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "count: 1"));
     // the good cookie still works among hostile ones
-    let r = get(&app, "/count", Some(&format!("carafe.sid=junk; carafe.sid={good}"))).await;
+    let r = req(
+        &app,
+        "/count",
+        Some(&format!("carafe.sid=junk; carafe.sid={good}")),
+    )
+    .await;
     assert_eq!(r.body, "count: 2");
 }
 
@@ -332,13 +372,17 @@ async fn a_validly_signed_unknown_id_is_not_adopted() {
     let clock = MockClock::default();
     let store = MemoryStore::new();
     let app = auto_app(store.clone(), &clock);
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     // the session disappears server-side (expired, reaped, store flushed)
     store.delete_expired(clock.now_plus_years()).await.unwrap();
     assert!(store.is_empty());
-    let r = get(&app, "/count", Some(&cookie)).await;
+    let r = req(&app, "/count", Some(&cookie)).await;
     assert_eq!(r.body, "count: 1");
-    assert_ne!(r.cookie().unwrap(), cookie, "the known-signed but unknown id must not be reused");
+    assert_ne!(
+        r.cookie().unwrap(),
+        cookie,
+        "the known-signed but unknown id must not be reused"
+    );
 }
 
 trait Later {
@@ -357,9 +401,14 @@ async fn key_rotation_accepts_old_and_signs_with_new() {
     let old_secret = b"the old secret, at least thirty-two bytes";
     let new_secret = b"the new secret, at least thirty-two bytes";
     let old_app = counter_app(
-        SessionLayer::builder(store.clone()).secret(old_secret).clock(clock.clone()).auto(true).build().unwrap(),
+        SessionLayer::builder(store.clone())
+            .secret(old_secret)
+            .clock(clock.clone())
+            .auto(true)
+            .build()
+            .unwrap(),
     );
-    let cookie = get(&old_app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&old_app, "/count", None).await.cookie().unwrap();
     let rotated = counter_app(
         SessionLayer::builder(store.clone())
             .secret(new_secret)
@@ -369,16 +418,21 @@ async fn key_rotation_accepts_old_and_signs_with_new() {
             .build()
             .unwrap(),
     );
-    assert_eq!(get(&rotated, "/count", Some(&cookie)).await.body, "count: 2");
+    assert_eq!(req(&rotated, "/count", Some(&cookie)).await.body, "count: 2");
     // new cookies are signed with the new secret only
-    let fresh = get(&rotated, "/count", None).await.cookie().unwrap();
+    let fresh = req(&rotated, "/count", None).await.cookie().unwrap();
     let new_only = counter_app(
-        SessionLayer::builder(store.clone()).secret(new_secret).clock(clock.clone()).auto(true).build().unwrap(),
+        SessionLayer::builder(store.clone())
+            .secret(new_secret)
+            .clock(clock.clone())
+            .auto(true)
+            .build()
+            .unwrap(),
     );
-    assert_eq!(get(&new_only, "/count", Some(&fresh)).await.body, "count: 2");
-    assert_eq!(get(&old_app, "/count", Some(&fresh)).await.body, "count: 1");
+    assert_eq!(req(&new_only, "/count", Some(&fresh)).await.body, "count: 2");
+    assert_eq!(req(&old_app, "/count", Some(&fresh)).await.body, "count: 1");
     // once the old secret is dropped, its cookies stop working
-    assert_eq!(get(&new_only, "/count", Some(&cookie)).await.body, "count: 1");
+    assert_eq!(req(&new_only, "/count", Some(&cookie)).await.body, "count: 1");
 }
 
 #[test]
@@ -386,14 +440,23 @@ fn configuration_errors_are_reported_at_build() {
     use carafe::ConfigError;
     let b = || SessionLayer::builder(MemoryStore::new());
     assert_eq!(b().build().unwrap_err(), ConfigError::MissingSecret);
-    assert_eq!(b().secret([1u8; 31]).build().unwrap_err(), ConfigError::SecretTooShort { len: 31, min: 32 });
+    assert_eq!(
+        b().secret([1u8; 31]).build().unwrap_err(),
+        ConfigError::SecretTooShort { len: 31, min: 32 }
+    );
     assert!(matches!(
         b().secret(SECRET).old_secret("short").build().unwrap_err(),
         ConfigError::SecretTooShort { len: 5, .. }
     ));
     assert!(b().secret([1u8; 32]).build().is_ok());
-    assert!(matches!(b().secret(SECRET).cookie_name("").build(), Err(ConfigError::InvalidCookieName(_))));
-    assert!(matches!(b().secret(SECRET).cookie_name("a=b").build(), Err(ConfigError::InvalidCookieName(_))));
+    assert!(matches!(
+        b().secret(SECRET).cookie_name("").build(),
+        Err(ConfigError::InvalidCookieName(_))
+    ));
+    assert!(matches!(
+        b().secret(SECRET).cookie_name("a=b").build(),
+        Err(ConfigError::InvalidCookieName(_))
+    ));
     assert!(matches!(
         b().secret(SECRET).cookie_path("no-slash").build(),
         Err(ConfigError::InvalidCookieAttribute { .. })
@@ -403,7 +466,11 @@ fn configuration_errors_are_reported_at_build() {
         Err(ConfigError::InvalidCookieAttribute { .. })
     ));
     assert_eq!(
-        b().secret(SECRET).same_site(carafe::SameSite::None).secure(false).build().unwrap_err(),
+        b().secret(SECRET)
+            .same_site(carafe::SameSite::None)
+            .secure(false)
+            .build()
+            .unwrap_err(),
         ConfigError::SameSiteNoneWithoutSecure
     );
     assert!(matches!(
@@ -411,7 +478,9 @@ fn configuration_errors_are_reported_at_build() {
         Err(ConfigError::NonPositive { .. })
     ));
     assert!(matches!(
-        b().secret(SECRET).store_timeout(std::time::Duration::ZERO).build(),
+        b().secret(SECRET)
+            .store_timeout(std::time::Duration::ZERO)
+            .build(),
         Err(ConfigError::NonPositive { .. })
     ));
 }
@@ -427,13 +496,13 @@ async fn idle_timeout_expires_sessions_and_deletes_the_record() {
             .build()
             .unwrap(),
     );
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     clock.advance(Duration::minutes(29));
-    assert_eq!(get(&app, "/count", Some(&cookie)).await.body, "count: 2");
+    assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 2");
     clock.advance(Duration::minutes(29)); // 29 min after the last write: still alive
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "Some(2)");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(2)");
     clock.advance(Duration::minutes(31));
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "None");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "None");
     assert!(store.is_empty(), "an expired record is deleted when found");
 }
 
@@ -449,16 +518,16 @@ async fn accessed_time_refresh_keeps_a_reading_session_alive() {
             .build()
             .unwrap(),
     );
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let saves = store.saves();
     // reads within the interval do not write
     clock.advance(Duration::seconds(30));
-    get(&app, "/read", Some(&cookie)).await;
+    req(&app, "/read", Some(&cookie)).await;
     assert_eq!(store.saves(), saves);
     // a read after the interval writes a touch (timestamps only)
     for _ in 0..4 {
         clock.advance(Duration::minutes(20));
-        assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "Some(1)");
+        assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(1)");
         let change = store.last_change().unwrap();
         assert!(change.is_touch(), "{change:?}");
     }
@@ -477,14 +546,14 @@ async fn without_save_accessed_time_reads_never_write() {
             .build()
             .unwrap(),
     );
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let saves = store.saves();
     clock.advance(Duration::minutes(20));
-    get(&app, "/read", Some(&cookie)).await;
+    req(&app, "/read", Some(&cookie)).await;
     clock.advance(Duration::minutes(20));
     assert_eq!(store.saves(), saves);
     // idle counts from the last write
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "None");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "None");
 }
 
 #[tokio::test]
@@ -498,13 +567,16 @@ async fn absolute_lifetime_ends_even_an_active_session() {
             .build()
             .unwrap(),
     );
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     for n in 2..=5 {
         clock.advance(Duration::minutes(25));
-        assert_eq!(get(&app, "/count", Some(&cookie)).await.body, format!("count: {n}"));
+        assert_eq!(
+            req(&app, "/count", Some(&cookie)).await.body,
+            format!("count: {n}")
+        );
     }
     clock.advance(Duration::minutes(25)); // 125 minutes after creation
-    assert_eq!(get(&app, "/count", Some(&cookie)).await.body, "count: 1");
+    assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 1");
 }
 
 #[tokio::test]
@@ -512,14 +584,18 @@ async fn created_accessed_and_last_accessed() {
     let clock = MockClock::default();
     let app = auto_app(MemoryStore::new(), &clock);
     let t0 = carafe::Clock::now(&clock).unix_timestamp();
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     clock.advance(Duration::minutes(5));
-    let r = get(&app, "/times", Some(&cookie)).await;
+    let r = req(&app, "/times", Some(&cookie)).await;
     assert_eq!(r.body, format!("{t0} {} Some({t0})", t0 + 300));
     clock.advance(Duration::minutes(5));
-    let r = get(&app, "/times", Some(&cookie)).await;
-    assert_eq!(r.body, format!("{t0} {} Some({})", t0 + 600, t0 + 300), "the previous read refreshed the accessed time");
-    let fresh = get(&app, "/times", None).await;
+    let r = req(&app, "/times", Some(&cookie)).await;
+    assert_eq!(
+        r.body,
+        format!("{t0} {} Some({})", t0 + 600, t0 + 300),
+        "the previous read refreshed the accessed time"
+    );
+    let fresh = req(&app, "/times", None).await;
     assert!(fresh.body.ends_with("None"), "{}", fresh.body);
 }
 
@@ -528,13 +604,17 @@ async fn login_cycles_the_id_and_the_old_id_is_dead() {
     let clock = MockClock::default();
     let store = MemoryStore::new();
     let app = auto_app(store.clone(), &clock);
-    let before = get(&app, "/count", None).await.cookie().unwrap();
+    let before = req(&app, "/count", None).await.cookie().unwrap();
     let r = send(&app, "POST", "/login", Some(&before), None).await;
     let after = r.cookie().expect("a new id means a new cookie");
     assert_ne!(after, before);
-    assert_eq!(get(&app, "/whoami", Some(&after)).await.body, "ada");
-    assert_eq!(get(&app, "/read", Some(&after)).await.body, "Some(1)", "data kept");
-    assert_eq!(get(&app, "/whoami", Some(&before)).await.body, "anonymous");
+    assert_eq!(req(&app, "/whoami", Some(&after)).await.body, "ada");
+    assert_eq!(
+        req(&app, "/read", Some(&after)).await.body,
+        "Some(1)",
+        "data kept"
+    );
+    assert_eq!(req(&app, "/whoami", Some(&before)).await.body, "anonymous");
     assert_eq!(store.len(), 1, "the old record is gone");
 }
 
@@ -549,7 +629,7 @@ async fn logout_deletes_the_record_and_expires_the_cookie() {
     assert_eq!(r.body, "logged out");
     assert!(r.removes_cookie(), "{:?}", r.set_cookies);
     assert!(store.is_empty());
-    assert_eq!(get(&app, "/whoami", Some(&cookie)).await.body, "anonymous");
+    assert_eq!(req(&app, "/whoami", Some(&cookie)).await.body, "anonymous");
 }
 
 #[tokio::test]
@@ -562,8 +642,8 @@ async fn invalidate_gives_a_new_session() {
     let new = r.cookie().unwrap();
     assert_ne!(new, cookie);
     assert!(!r.removes_cookie());
-    assert_eq!(get(&app, "/whoami", Some(&new)).await.body, "anonymous");
-    assert_eq!(get(&app, "/whoami", Some(&cookie)).await.body, "anonymous");
+    assert_eq!(req(&app, "/whoami", Some(&new)).await.body, "anonymous");
+    assert_eq!(req(&app, "/whoami", Some(&cookie)).await.body, "anonymous");
     assert_eq!(store.len(), 1);
 }
 
@@ -572,15 +652,15 @@ async fn a_5xx_response_writes_nothing_with_auto() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let saves = store.saves();
-    let r = get(&app, "/fail", Some(&cookie)).await;
+    let r = req(&app, "/fail", Some(&cookie)).await;
     assert_eq!(r.status, 500);
     assert!(r.set_cookies.is_empty());
     assert_eq!(store.saves(), saves);
-    assert_eq!(get(&app, "/read", Some(&cookie)).await.body, "Some(1)");
+    assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(1)");
     // a new session on a failing request is not stored either
-    let r = get(&app, "/fail", None).await;
+    let r = req(&app, "/fail", None).await;
     assert!(r.set_cookies.is_empty());
     assert_eq!(store.inner.len(), 1);
 }
@@ -603,7 +683,7 @@ async fn a_panicking_handler_writes_nothing() {
         )
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(layer);
-    let r = get(&app, "/", None).await;
+    let r = req(&app, "/", None).await;
     assert_eq!(r.status, 500);
     assert!(r.set_cookies.is_empty());
     assert_eq!(store.saves(), 0);
@@ -614,15 +694,22 @@ async fn store_failure_is_a_500_and_keeps_the_cookie() {
     let clock = MockClock::default();
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
     store.fail(true);
-    let r = get(&app, "/count", Some(&cookie)).await;
+    let r = req(&app, "/count", Some(&cookie)).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.body, "session store unavailable\n");
-    assert!(r.set_cookies.is_empty(), "no cookie is destroyed by a store outage");
-    assert_eq!(get(&app, "/health", Some(&cookie)).await.status, 200);
+    assert!(
+        r.set_cookies.is_empty(),
+        "no cookie is destroyed by a store outage"
+    );
+    assert_eq!(req(&app, "/health", Some(&cookie)).await.status, 200);
     store.fail(false);
-    assert_eq!(get(&app, "/count", Some(&cookie)).await.body, "count: 2", "the session survived the outage");
+    assert_eq!(
+        req(&app, "/count", Some(&cookie)).await.body,
+        "count: 2",
+        "the session survived the outage"
+    );
 }
 
 #[tokio::test]
@@ -643,7 +730,7 @@ async fn store_failure_while_saving_is_a_500() {
             }),
         )
         .layer(layer_for(store.clone(), &clock).auto(true).build().unwrap());
-    let r = get(&app, "/", None).await;
+    let r = req(&app, "/", None).await;
     assert_eq!(r.status, 500);
     assert!(r.set_cookies.is_empty());
 }
@@ -657,7 +744,11 @@ async fn a_hung_store_times_out() {
         async fn load(&self, _: &carafe::StoreKey) -> Result<Option<carafe::Record>, carafe::StoreError> {
             std::future::pending().await
         }
-        async fn save(&self, _: &carafe::StoreKey, _: &carafe::Change) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+        async fn save(
+            &self,
+            _: &carafe::StoreKey,
+            _: &carafe::Change,
+        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
             std::future::pending().await
         }
         async fn delete(&self, _: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
@@ -679,15 +770,22 @@ async fn a_hung_store_times_out() {
     );
     let cookie = format!("carafe.sid={}", "0".repeat(76));
     // a bounded wait: the request must end by itself, well within 10 s
-    let r = tokio::time::timeout(std::time::Duration::from_secs(10), get(&app, "/count", None)).await.unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), req(&app, "/count", None))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "a new session needs no store read");
     let app2 = app.clone();
     let valid = {
         // get a validly signed cookie from a working layer with the same secret
         let ok = auto_app(MemoryStore::new(), &clock);
-        get(&ok, "/count", None).await.cookie().unwrap()
+        req(&ok, "/count", None).await.cookie().unwrap()
     };
-    let r = tokio::time::timeout(std::time::Duration::from_secs(10), get(&app2, "/count", Some(&valid))).await.unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        req(&app2, "/count", Some(&valid)),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 500);
     let _ = cookie;
 }
@@ -704,7 +802,11 @@ async fn corrupt_record_is_a_fresh_session() {
                 None => Ok(None),
             }
         }
-        async fn save(&self, k: &carafe::StoreKey, c: &carafe::Change) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+        async fn save(
+            &self,
+            k: &carafe::StoreKey,
+            c: &carafe::Change,
+        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
             self.0.save(k, c).await
         }
         async fn delete(&self, k: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
@@ -720,17 +822,21 @@ async fn corrupt_record_is_a_fresh_session() {
     let clock = MockClock::default();
     let inner = MemoryStore::new();
     let app = auto_app(Corrupt(inner.clone()), &clock);
-    let cookie = get(&app, "/count", None).await.cookie().unwrap();
-    let r = get(&app, "/count", Some(&cookie)).await;
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
+    let r = req(&app, "/count", Some(&cookie)).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "count: 1"));
     assert_ne!(r.cookie().unwrap(), cookie);
-    assert_eq!(inner.len(), 1, "the corrupt record was deleted, the new one stored");
+    assert_eq!(
+        inner.len(),
+        1,
+        "the corrupt record was deleted, the new one stored"
+    );
 }
 
 #[tokio::test]
 async fn missing_layer_is_a_clear_500() {
     let app: Router = Router::new().route("/", get(|_s: Session| async { "x" }));
-    let r = get(&app, "/", None).await;
+    let r = req(&app, "/", None).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.body, "session layer missing\n");
 }
@@ -750,9 +856,9 @@ async fn session_is_loaded_once_per_request() {
             }),
         )
         .layer(layer_for(store.clone(), &clock).auto(true).build().unwrap());
-    let cookie = get(&app, "/", None).await.cookie().unwrap();
+    let cookie = req(&app, "/", None).await.cookie().unwrap();
     let loads = store.loads.load(std::sync::atomic::Ordering::SeqCst);
-    let r = get(&app, "/", Some(&cookie)).await;
+    let r = req(&app, "/", Some(&cookie)).await;
     assert_eq!(r.body, "Some(1) true");
     assert_eq!(store.loads.load(std::sync::atomic::Ordering::SeqCst), loads + 1);
 }
@@ -779,10 +885,10 @@ async fn writing_the_same_value_is_not_a_change() {
             }),
         )
         .layer(layer_for(store.clone(), &clock).auto(true).build().unwrap());
-    let cookie = get(&app, "/", None).await.cookie().unwrap();
+    let cookie = req(&app, "/", None).await.cookie().unwrap();
     let saves = store.saves();
-    get(&app, "/", Some(&cookie)).await;
-    get(&app, "/toggle", Some(&cookie)).await;
+    req(&app, "/", Some(&cookie)).await;
+    req(&app, "/toggle", Some(&cookie)).await;
     assert_eq!(store.saves(), saves, "restoring the old value writes nothing");
 }
 
@@ -809,8 +915,8 @@ async fn only_changed_keys_reach_the_store() {
             }),
         )
         .layer(layer_for(store.clone(), &clock).auto(true).build().unwrap());
-    let cookie = get(&app, "/init", None).await.cookie().unwrap();
-    get(&app, "/one", Some(&cookie)).await;
+    let cookie = req(&app, "/init", None).await.cookie().unwrap();
+    req(&app, "/one", Some(&cookie)).await;
     let change = store.last_change().unwrap();
     assert_eq!(change.kind, carafe::SaveKind::Update);
     assert_eq!(change.set.keys().collect::<Vec<_>>(), ["k3"]);
@@ -832,29 +938,33 @@ async fn overlapping_writes_keep_every_key(store: impl SessionStore + Clone) {
         )
         .route(
             "/w/{n}",
-            get(move |axum::extract::Path(n): axum::extract::Path<u32>, s: Session| {
-                let b = b.clone();
-                async move {
-                    // every request has loaded before any writes
-                    b.wait().await;
-                    s.insert(format!("key{n}"), &n).unwrap();
-                    "ok"
-                }
-            }),
+            get(
+                move |axum::extract::Path(n): axum::extract::Path<u32>, s: Session| {
+                    let b = b.clone();
+                    async move {
+                        // every request has loaded before any writes
+                        b.wait().await;
+                        s.insert(format!("key{n}"), &n).unwrap();
+                        "ok"
+                    }
+                },
+            ),
         )
         .route("/keys", get(|s: Session| async move { s.len().to_string() }))
         .layer(layer_for(store, &clock).auto(true).build().unwrap());
-    let cookie = get(&app, "/init", None).await.cookie().unwrap();
+    let cookie = req(&app, "/init", None).await.cookie().unwrap();
     let mut tasks = Vec::new();
     for n in 0..50 {
         let app = app.clone();
         let cookie = cookie.clone();
-        tasks.push(tokio::spawn(async move { get(&app, &format!("/w/{n}"), Some(&cookie)).await }));
+        tasks.push(tokio::spawn(async move {
+            req(&app, &format!("/w/{n}"), Some(&cookie)).await
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().status, 200);
     }
-    assert_eq!(get(&app, "/keys", Some(&cookie)).await.body, "51");
+    assert_eq!(req(&app, "/keys", Some(&cookie)).await.body, "51");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -908,7 +1018,7 @@ async fn logout_racing_a_slow_request(store: impl SessionStore + Clone) {
     let slow = {
         let app = app.clone();
         let cookie = cookie.clone();
-        tokio::spawn(async move { get(&app, "/slow", Some(&cookie)).await })
+        tokio::spawn(async move { req(&app, "/slow", Some(&cookie)).await })
     };
     loaded.notified().await;
     let out = send(&app, "POST", "/logout", Some(&cookie), None).await;
@@ -916,8 +1026,16 @@ async fn logout_racing_a_slow_request(store: impl SessionStore + Clone) {
     go.notify_one();
     let slow = slow.await.unwrap();
     assert_eq!(slow.status, 200);
-    assert!(slow.set_cookies.is_empty(), "the slow request must not set a cookie: {:?}", slow.set_cookies);
-    assert_eq!(get(&app, "/len", Some(&cookie)).await.body, "0", "the session stays gone");
+    assert!(
+        slow.set_cookies.is_empty(),
+        "the slow request must not set a cookie: {:?}",
+        slow.set_cookies
+    );
+    assert_eq!(
+        req(&app, "/len", Some(&cookie)).await.body,
+        "0",
+        "the session stays gone"
+    );
 }
 
 #[tokio::test]
@@ -937,15 +1055,24 @@ async fn file_store_never_leaves_its_directory_for_hostile_cookies() {
     let data = root.path().join("data");
     let clock = MockClock::default();
     let app = auto_app(carafe::FileStore::new(&data).unwrap(), &clock);
-    for value in ["../../x", "..%2F..%2Fx", "/etc/passwd", "....//....//x", "\\..\\..\\x"] {
+    for value in [
+        "../../x",
+        "..%2F..%2Fx",
+        "/etc/passwd",
+        "....//....//x",
+        "\\..\\..\\x",
+    ] {
         let tag = "A".repeat(43);
         for cookie in [format!("carafe.sid={value}"), format!("carafe.sid={value}.{tag}")] {
-            let r = get(&app, "/count", Some(&cookie)).await;
+            let r = req(&app, "/count", Some(&cookie)).await;
             assert_eq!(r.status, 200);
         }
     }
     // only the data dir exists in root, and it holds only well-formed record files
-    let outside: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(outside, ["data"]);
     for entry in std::fs::read_dir(&data).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -979,13 +1106,23 @@ async fn ids_never_appear_in_logs() {
     let store = Probe::new(MemoryStore::new());
     let app = auto_app(store.clone(), &clock);
     let cookie = send(&app, "POST", "/login", None, None).await.cookie().unwrap();
-    let id = cookie.split_once('=').unwrap().1.split('.').next().unwrap().to_owned();
+    let id = cookie
+        .split_once('=')
+        .unwrap()
+        .1
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
     store.fail(true);
-    get(&app, "/count", Some(&cookie)).await;
+    req(&app, "/count", Some(&cookie)).await;
     store.fail(false);
     clock.advance(Duration::days(30));
-    get(&app, "/count", Some(&cookie)).await;
+    req(&app, "/count", Some(&cookie)).await;
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("session store failed"), "the failure was logged: {logs}");
+    assert!(
+        logs.contains("session store failed"),
+        "the failure was logged: {logs}"
+    );
     assert!(!logs.contains(&id), "a session id leaked into the logs");
 }

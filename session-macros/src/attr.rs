@@ -96,14 +96,21 @@ fn flag(meta: &ParseNestedMeta<'_>, slot: &mut Option<Span>, errors: &mut Errors
     } else if slot.is_some() {
         errors.push(meta.error(format!("duplicate `{name}` attribute")));
     } else {
-        *slot = Some(meta.path.get_ident().map_or_else(Span::call_site, syn::Ident::span));
+        *slot = Some(
+            meta.path
+                .get_ident()
+                .map_or_else(Span::call_site, syn::Ident::span),
+        );
     }
     Ok(())
 }
 
 /// The string literal of `name = "..."`, or `None` after pushing an error.
 /// Returns the whole attribute's tokens too, for error spans.
-fn string_value(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<(TokenStream, LitStr)>> {
+fn string_value(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<Option<(TokenStream, LitStr)>> {
     let name = path_name(&meta.path);
     let path = &meta.path;
     if at_end(meta) {
@@ -206,18 +213,18 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> Field {
                     let path = &meta.path;
                     Some((quote!(#path), FieldDefault::Trait(path.segments[0].ident.span())))
                 } else {
-                    string_value(&meta, errors)?.and_then(|(tokens, lit)| match lit.parse::<syn::ExprPath>() {
-                        Ok(path) => Some((tokens, FieldDefault::Path(path))),
-                        Err(_) => {
-                            errors.push(syn::Error::new(
-                                lit.span(),
-                                format!(
-                                    "`default` must name a function, like `default = \"path::to::fn\"`; {:?} is not a path",
-                                    lit.value()
-                                ),
-                            ));
-                            None
+                    string_value(&meta, errors)?.and_then(|(tokens, lit)| {
+                        if let Ok(path) = lit.parse::<syn::ExprPath>() {
+                            return Some((tokens, FieldDefault::Path(path)));
                         }
+                        errors.push(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "`default` must name a function, like `default = \"path::to::fn\"`; {:?} is not a path",
+                                lit.value()
+                            ),
+                        ));
+                        None
                     })
                 };
                 if let Some(default) = default {

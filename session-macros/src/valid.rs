@@ -20,9 +20,12 @@ pub(crate) fn check(input: &Input<'_>, errors: &mut Errors) {
         let problem = if value.is_empty() {
             Some("`namespace` must not be empty; leave it out for bare keys".to_owned())
         } else {
-            value.chars().find(|c| c.is_whitespace() || c.is_control()).map(|c| {
-                format!("`namespace` must not contain whitespace or control characters, found {c:?}")
-            })
+            value
+                .chars()
+                .find(|c| c.is_whitespace() || c.is_control())
+                .map(|c| {
+                    format!("`namespace` must not contain whitespace or control characters, found {c:?}")
+                })
         };
         match problem {
             Some(problem) => {
@@ -69,7 +72,11 @@ pub(crate) fn check(input: &Input<'_>, errors: &mut Errors) {
     for field in input.fields.iter().filter(|field| field.is_stored()) {
         let key = field.key(namespace.as_deref());
         if let Some(first) = seen.insert(key.clone(), field) {
-            let blamed = if field.attrs.rename.is_some() { field } else { first };
+            let blamed = if field.attrs.rename.is_some() {
+                field
+            } else {
+                first
+            };
             errors.push(syn::Error::new(
                 blamed.key_span(),
                 format!(

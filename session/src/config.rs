@@ -195,7 +195,10 @@ impl SessionLayerBuilder {
         if path.starts_with('/') && attribute_ok(&path) {
             self.config.cookie_path = path;
         } else {
-            self.errors.push(ConfigError::InvalidCookieAttribute { attribute: "path", value: path });
+            self.errors.push(ConfigError::InvalidCookieAttribute {
+                attribute: "path",
+                value: path,
+            });
         }
         self
     }
@@ -213,7 +216,10 @@ impl SessionLayerBuilder {
         if !domain.is_empty() && attribute_ok(&domain) {
             self.config.cookie_domain = Some(domain);
         } else {
-            self.errors.push(ConfigError::InvalidCookieAttribute { attribute: "domain", value: domain });
+            self.errors.push(ConfigError::InvalidCookieAttribute {
+                attribute: "domain",
+                value: domain,
+            });
         }
         self
     }
@@ -274,7 +280,9 @@ impl SessionLayerBuilder {
     pub fn cookie_expires(mut self, expires: CookieExpiry) -> Self {
         if let CookieExpiry::MaxAge(age) = expires {
             if !age.is_positive() {
-                self.errors.push(ConfigError::NonPositive { option: "cookie_expires max age" });
+                self.errors.push(ConfigError::NonPositive {
+                    option: "cookie_expires max age",
+                });
             }
         }
         self.config.cookie_expires = expires;
@@ -307,7 +315,9 @@ impl SessionLayerBuilder {
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         if !timeout.is_positive() {
-            self.errors.push(ConfigError::NonPositive { option: "idle_timeout" });
+            self.errors.push(ConfigError::NonPositive {
+                option: "idle_timeout",
+            });
         }
         self.config.idle_timeout = timeout;
         self
@@ -325,7 +335,9 @@ impl SessionLayerBuilder {
     /// ```
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
         if !lifetime.is_positive() {
-            self.errors.push(ConfigError::NonPositive { option: "absolute_lifetime" });
+            self.errors.push(ConfigError::NonPositive {
+                option: "absolute_lifetime",
+            });
         }
         self.config.absolute_lifetime = Some(lifetime);
         self
@@ -372,7 +384,9 @@ impl SessionLayerBuilder {
     /// ```
     pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
         if timeout.is_zero() {
-            self.errors.push(ConfigError::NonPositive { option: "store_timeout" });
+            self.errors.push(ConfigError::NonPositive {
+                option: "store_timeout",
+            });
         }
         self.config.store_timeout = timeout;
         self

@@ -131,7 +131,9 @@ pub enum TypedError {
         key: &'static str,
     },
     /// A field with no default holds a value that does not deserialize.
-    #[error("session key {key:?} for {type_name} does not deserialize and the field has no default: {source}")]
+    #[error(
+        "session key {key:?} for {type_name} does not deserialize and the field has no default: {source}"
+    )]
     Invalid {
         /// The struct.
         type_name: &'static str,

@@ -31,7 +31,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Runs one store call under the store timeout.
-    pub(crate) async fn call<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(crate) async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let limit = self.config.store_timeout;
         tokio::time::timeout(limit, fut)
             .await
@@ -202,7 +205,11 @@ where
                         inner,
                     });
                 }
-                StateProj::Finishing { finish, response, inner } => {
+                StateProj::Finishing {
+                    finish,
+                    response,
+                    inner,
+                } => {
                     let result = std::task::ready!(finish.as_mut().poll(cx));
                     let Some(mut response) = response.take() else {
                         unreachable!("polled after completion");
@@ -227,9 +234,10 @@ where
 pub(crate) fn store_failure<B: From<&'static str>>() -> Response<B> {
     let mut response = Response::new(B::from("session store unavailable\n"));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

@@ -76,7 +76,11 @@ impl<'a> Reader<'a> {
 
     /// A field with a default: missing gives `default()`; an undecodable
     /// value gives `default()` and a warning naming the key.
-    pub fn or_else<F: Serialize + DeserializeOwned>(&mut self, key: &'static str, default: impl FnOnce() -> F) -> F {
+    pub fn or_else<F: Serialize + DeserializeOwned>(
+        &mut self,
+        key: &'static str,
+        default: impl FnOnce() -> F,
+    ) -> F {
         match self.decode(key) {
             Some(value) => value,
             None => {
@@ -142,7 +146,9 @@ impl<'a> Writer<'a> {
                     self.changed = true;
                 }
             }
-            Err(err) => tracing::error!(key, error = %err, "session field cannot be serialized; it was not stored"),
+            Err(err) => {
+                tracing::error!(key, error = %err, "session field cannot be serialized; it was not stored")
+            }
         }
     }
 

@@ -23,8 +23,9 @@ const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// do not expire records by themselves (memory, file, SQL) need a reaper, as
 /// Beaker's file and database backends need a cron job.
 ///
-/// The first run is one interval after the spawn; a run that takes longer
-/// than the interval delays the next one (no burst of catch-up runs). A run
+/// The first run is one interval after the spawn, and each next run one
+/// interval after the previous one finished, so a slow run (a large
+/// directory, a busy database) is never followed by catch-up runs. A run
 /// that fails (or panics) is logged with `tracing::warn!`, naming the store,
 /// and the reaper carries on.
 ///
@@ -57,10 +58,7 @@ impl fmt::Debug for Reaper {
         f.debug_struct("Reaper")
             .field("store", &self.store)
             .field("interval", &self.interval)
-            .field(
-                "running",
-                &self.task.as_ref().is_some_and(|t| !t.is_finished()),
-            )
+            .field("running", &self.task.as_ref().is_some_and(|t| !t.is_finished()))
             .finish()
     }
 }
@@ -201,6 +199,8 @@ async fn run(
                 tracing::warn!(store = store.name(), error = %err, "reaping expired sessions panicked");
             }
         }
+        // The next run is one interval from now, however long this one took.
+        ticks.reset();
     }
 }
 
@@ -272,10 +272,7 @@ mod tests {
                 tokio::time::sleep(delay).await;
             }
             self.finished.fetch_add(1, Ordering::SeqCst);
-            assert!(
-                !(self.panic_first && call == 0),
-                "store panics on its first run"
-            );
+            assert!(!(self.panic_first && call == 0), "store panics on its first run");
             if self.fail {
                 return Err(StoreError::Timeout(Duration::from_secs(1)));
             }
@@ -353,11 +350,7 @@ mod tests {
             .await
             .expect("shutdown returns promptly");
         tokio::time::sleep(MINUTE * 5).await;
-        assert_eq!(
-            store.calls.load(Ordering::SeqCst),
-            3,
-            "no run after shutdown"
-        );
+        assert_eq!(store.calls.load(Ordering::SeqCst), 3, "no run after shutdown");
     }
 
     #[tokio::test(start_paused = true)]
@@ -381,11 +374,7 @@ mod tests {
         let reaper = Reaper::spawn(store.clone(), MINUTE);
         tokio::time::sleep(MINUTE + Duration::from_secs(1)).await;
         assert_eq!(store.calls.load(Ordering::SeqCst), 1, "a run has started");
-        assert_eq!(
-            store.finished.load(Ordering::SeqCst),
-            0,
-            "and is in progress"
-        );
+        assert_eq!(store.finished.load(Ordering::SeqCst), 0, "and is in progress");
         let started = Instant::now();
         reaper.shutdown().await;
         assert_eq!(
@@ -395,11 +384,7 @@ mod tests {
         );
         assert!(started.elapsed() <= MINUTE * 10);
         tokio::time::sleep(MINUTE * 30).await;
-        assert_eq!(
-            store.calls.load(Ordering::SeqCst),
-            1,
-            "no run after shutdown"
-        );
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1, "no run after shutdown");
     }
 
     #[tokio::test(start_paused = true)]
@@ -409,8 +394,8 @@ mod tests {
             ..Flaky::default()
         });
         let reaper = Reaper::spawn(store.clone(), MINUTE);
-        // Run 1 starts at 1 min and ends at 4.5 min; with `Delay` the next
-        // starts at 5.5 min, not at once.
+        // Run 1 starts at 1 min and ends at 4.5 min; the next starts one
+        // interval later, at 5.5 min, not at once.
         tokio::time::sleep(MINUTE * 5).await;
         assert_eq!(store.calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(MINUTE).await;

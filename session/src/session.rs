@@ -75,10 +75,12 @@ impl Session {
         let state = self.lock();
         match state.data.get(key) {
             None => Ok(None),
-            Some(value) => T::deserialize(value).map(Some).map_err(|source| SessionError::Deserialize {
-                key: key.to_owned(),
-                source,
-            }),
+            Some(value) => T::deserialize(value)
+                .map(Some)
+                .map_err(|source| SessionError::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                }),
         }
     }
 
@@ -107,7 +109,11 @@ impl Session {
     /// session.insert("user_id", 10)?;
     /// # Ok(()) }
     /// ```
-    pub fn insert<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<(), SessionError> {
+    pub fn insert<T: Serialize + ?Sized>(
+        &self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<(), SessionError> {
         let key = key.into();
         let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
             key: key.clone(),

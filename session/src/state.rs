@@ -227,7 +227,11 @@ impl State {
             }
             return plan;
         }
-        let (set, removed) = if wanted { self.diff() } else { (Data::new(), Vec::new()) };
+        let (set, removed) = if wanted {
+            self.diff()
+        } else {
+            (Data::new(), Vec::new())
+        };
         let touch_due = config.save_accessed_time
             && self
                 .stored_accessed
@@ -252,10 +256,25 @@ impl State {
     }
 
     /// Records the result of carrying out `plan`.
-    fn settle(&mut self, config: &Config, plan: Plan, result: &Result<Option<SaveOutcome>, StoreError>, now: OffsetDateTime) {
+    fn settle(
+        &mut self,
+        config: &Config,
+        plan: Plan,
+        result: &Result<Option<SaveOutcome>, StoreError>,
+        now: OffsetDateTime,
+    ) {
         match result {
             Ok(Some(SaveOutcome::Saved)) => {
-                let created = matches!(plan.save, Some((_, Change { kind: SaveKind::Create, .. })));
+                let created = matches!(
+                    plan.save,
+                    Some((
+                        _,
+                        Change {
+                            kind: SaveKind::Create,
+                            ..
+                        }
+                    ))
+                );
                 if created {
                     self.stored = true;
                     self.replaced.clear();
@@ -287,7 +306,11 @@ impl State {
 
     fn cookie_action(&self, shared: &Shared, now: OffsetDateTime) -> Option<CookieAction> {
         if self.cookie_due && self.stored {
-            Some(CookieAction::Set(session_cookie(&shared.config, shared.keys.sign(&self.id), now)))
+            Some(CookieAction::Set(session_cookie(
+                &shared.config,
+                shared.keys.sign(&self.id),
+                now,
+            )))
         } else if self.deleted && !self.stored {
             Some(CookieAction::Remove(removal_cookie(&shared.config)))
         } else {

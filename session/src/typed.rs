@@ -6,10 +6,10 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use time::OffsetDateTime;
 
+use crate::__private::{Reader, Writer};
 use crate::error::{SessionError, TypedError};
 use crate::extract::SessionRejection;
 use crate::id::SessionId;
-use crate::__private::{Reader, Writer};
 use crate::record::Data;
 use crate::session::Session;
 
@@ -298,7 +298,9 @@ impl<T: SessionData> Drop for Typed<T> {
 
 impl<T: SessionData + std::fmt::Debug> std::fmt::Debug for Typed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Typed").field("value", &self.value).finish_non_exhaustive()
+        f.debug_struct("Typed")
+            .field("value", &self.value)
+            .finish_non_exhaustive()
     }
 }
 

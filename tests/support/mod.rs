@@ -14,7 +14,6 @@ use http_body_util::BodyExt;
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
-
 pub const SECRET: &[u8] = b"test secret: thirty-two bytes or more, certainly";
 
 /// A response reduced to what the tests look at.
@@ -36,7 +35,8 @@ impl Reply {
 
     /// The value of the first Set-Cookie.
     pub fn cookie_value(&self) -> Option<String> {
-        self.cookie().map(|c| c.split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default())
+        self.cookie()
+            .map(|c| c.split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default())
     }
 
     pub fn removes_cookie(&self) -> bool {
@@ -78,7 +78,7 @@ pub async fn send(app: &Router, method: &str, path: &str, cookie: Option<&str>, 
     reply(response).await
 }
 
-pub async fn get(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
+pub async fn req(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
     send(app, "GET", path, cookie, None).await
 }
 
@@ -106,7 +106,9 @@ impl<S: SessionStore> Probe<S> {
     }
 
     pub fn calls(&self) -> usize {
-        self.loads.load(Ordering::SeqCst) + self.saves.load(Ordering::SeqCst) + self.deletes.load(Ordering::SeqCst)
+        self.loads.load(Ordering::SeqCst)
+            + self.saves.load(Ordering::SeqCst)
+            + self.deletes.load(Ordering::SeqCst)
     }
 
     pub fn saves(&self) -> usize {
@@ -123,7 +125,10 @@ impl<S: SessionStore> Probe<S> {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            Err(StoreError::backend(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "probe: store down")))
+            Err(StoreError::backend(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "probe: store down",
+            )))
         } else {
             Ok(())
         }
@@ -158,7 +163,13 @@ impl<S: SessionStore> SessionStore for Probe<S> {
 }
 
 /// A minimal HTTP/1.1 client over a real socket (`Connection: close`).
-pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, cookie: Option<&str>, body: Option<&str>) -> Reply {
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -218,7 +229,9 @@ fn parse_http(raw: &[u8]) -> Reply {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     loop {
-        let Some((size, rest)) = body.split_once("\r\n") else { break };
+        let Some((size, rest)) = body.split_once("\r\n") else {
+            break;
+        };
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if size == 0 {
             break;

@@ -219,10 +219,7 @@ fn ensure_eq<T: PartialEq + std::fmt::Debug>(
 }
 
 fn data(pairs: &[(&str, Value)]) -> Data {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 fn create(set: Data, created: OffsetDateTime, expires: OffsetDateTime) -> Change {
@@ -256,13 +253,7 @@ fn update(
 /// Saves a create and checks that it answered `Saved`.
 async fn must_create(store: &dyn SessionStore, check: &str, key: &StoreKey, change: &Change) {
     let outcome = ok(store, check, "create", store.save(key, change).await);
-    ensure_eq(
-        store,
-        check,
-        "outcome of a create",
-        outcome,
-        SaveOutcome::Saved,
-    );
+    ensure_eq(store, check, "outcome of a create", outcome, SaveOutcome::Saved);
 }
 
 async fn must_load(store: &dyn SessionStore, check: &str, key: &StoreKey) -> Option<Record> {
@@ -466,13 +457,7 @@ pub async fn update_merges(store: &dyn SessionStore) {
         t + Duration::days(3),
     );
     let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of an update",
-        outcome,
-        SaveOutcome::Saved,
-    );
+    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
 
     let want = Record {
         data: data(&[
@@ -486,13 +471,7 @@ pub async fn update_merges(store: &dyn SessionStore) {
         expires: t + Duration::days(3),
     };
     let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "record after a merging update",
-        loaded,
-        Some(want),
-    );
+    ensure_eq(store, CHECK, "record after a merging update", loaded, Some(want));
 }
 
 /// An update of a record that does not exist answers
@@ -670,18 +649,12 @@ pub async fn touch_changes_only_timestamps(store: &dyn SessionStore) {
     let touch = update(
         Data::new(),
         &[],
-        t,
+        t + Duration::seconds(30),
         t + Duration::minutes(10),
         t + Duration::days(2),
     );
     let outcome = ok(store, CHECK, "touch", store.save(&k, &touch).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of a touch",
-        outcome,
-        SaveOutcome::Saved,
-    );
+    ensure_eq(store, CHECK, "outcome of a touch", outcome, SaveOutcome::Saved);
     let want = Record {
         accessed: t + Duration::minutes(10),
         expires: t + Duration::days(2),
@@ -743,12 +716,7 @@ pub async fn delete_expired_exact(store: &dyn SessionStore) {
     let cutoff = now() + Duration::days(2);
     let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
 
-    let removed = ok(
-        store,
-        CHECK,
-        "delete_expired",
-        store.delete_expired(cutoff).await,
-    );
+    let removed = ok(store, CHECK, "delete_expired", store.delete_expired(cutoff).await);
     ensure_eq(
         store,
         CHECK,
@@ -810,12 +778,7 @@ pub async fn delete_expired_native(store: &dyn SessionStore) {
     let cutoff = now() + Duration::days(2);
     let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
 
-    let removed = ok(
-        store,
-        CHECK,
-        "delete_expired",
-        store.delete_expired(cutoff).await,
-    );
+    let removed = ok(store, CHECK, "delete_expired", store.delete_expired(cutoff).await);
     let mut gone = 0u64;
     for k in &expired {
         if must_load(store, CHECK, k).await.is_none() {
@@ -1053,22 +1016,10 @@ pub async fn values_round_trip(store: &dyn SessionStore) {
 
     // The same values written by an update into another record.
     let k2 = key();
-    must_create(
-        store,
-        CHECK,
-        &k2,
-        &create(Data::new(), t, t + Duration::days(1)),
-    )
-    .await;
+    must_create(store, CHECK, &k2, &create(Data::new(), t, t + Duration::days(1))).await;
     let change = update(values.clone(), &[], t, t, t + Duration::days(1));
     let outcome = ok(store, CHECK, "update", store.save(&k2, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of an update",
-        outcome,
-        SaveOutcome::Saved,
-    );
+    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
     let loaded = must_load(store, CHECK, &k2).await;
     if loaded.as_ref().map(|r| &r.data) != Some(&values) {
         let diff: Vec<&String> = values
@@ -1179,12 +1130,7 @@ pub async fn keys_are_isolated(store: &dyn SessionStore) {
         Some(record_b.to_record()),
     );
 
-    let outcome = ok(
-        store,
-        CHECK,
-        "update of deleted a",
-        store.save(&a, &change).await,
-    );
+    let outcome = ok(store, CHECK, "update of deleted a", store.save(&a, &change).await);
     ensure_eq(
         store,
         CHECK,
@@ -1199,11 +1145,316 @@ pub async fn keys_are_isolated(store: &dyn SessionStore) {
         must_load(store, CHECK, &b).await,
         Some(record_b.to_record()),
     );
-    ensure_eq(
-        store,
-        CHECK,
-        "deleted a",
-        must_load(store, CHECK, &a).await,
+    ensure_eq(store, CHECK, "deleted a", must_load(store, CHECK, &a).await, None);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each check must catch the flaw it is about: a store that breaks one
+    //! rule at a time makes the check panic.
+
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Flaw {
         None,
-    );
+        EmptyName,
+        LoadUnknownIsSome,
+        LoadShiftsCreated,
+        CreateOverwrites,
+        ConflictButWrites,
+        UpdateReplacesData,
+        UpdateIgnoresRemoved,
+        UpdateWritesCreated,
+        UpdateKeepsExpires,
+        UpdateUpserts,
+        DeleteMissingErrors,
+        DeleteIsNoop,
+        TouchClearsData,
+        ExpiredStrictlyBefore,
+        ExpiredCountsZero,
+        ExpiredRemovesAll,
+        RacyUpdate,
+        TruncatesLongStrings,
+        DropsOddKeys,
+        OneSharedRecord,
+    }
+
+    #[derive(Debug)]
+    struct Broken {
+        flaw: Flaw,
+        records: Mutex<HashMap<StoreKey, Record>>,
+    }
+
+    impl Broken {
+        fn new(flaw: Flaw) -> Self {
+            Broken {
+                flaw,
+                records: Mutex::new(HashMap::new()),
+            }
+        }
+
+        fn key(&self, key: &StoreKey) -> StoreKey {
+            if self.flaw == Flaw::OneSharedRecord {
+                StoreKey::parse(&"0".repeat(64)).unwrap_or_else(|| key.clone())
+            } else {
+                key.clone()
+            }
+        }
+
+        fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Record>> {
+            self.records.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn mangle(&self, mut record: Record) -> Record {
+            match self.flaw {
+                Flaw::TruncatesLongStrings => {
+                    for value in record.data.values_mut() {
+                        if let Value::String(s) = value {
+                            s.truncate(1000);
+                        }
+                    }
+                }
+                Flaw::DropsOddKeys => record.data.retain(|k, _| !k.is_empty() && k.is_ascii()),
+                _ => {}
+            }
+            record
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for Broken {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+            let found = self.map().get(&self.key(key)).cloned();
+            Ok(match (found, self.flaw) {
+                (None, Flaw::LoadUnknownIsSome) => {
+                    let t = OffsetDateTime::UNIX_EPOCH;
+                    Some(Record {
+                        data: Data::new(),
+                        created: t,
+                        accessed: t,
+                        expires: t,
+                    })
+                }
+                (Some(mut r), Flaw::LoadShiftsCreated) => {
+                    r.created += Duration::seconds(1);
+                    Some(r)
+                }
+                (found, _) => found,
+            })
+        }
+
+        async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+            let key = self.key(key);
+            match change.kind {
+                SaveKind::Create => {
+                    let mut map = self.map();
+                    let exists = map.contains_key(&key);
+                    if exists && self.flaw != Flaw::CreateOverwrites {
+                        if self.flaw == Flaw::ConflictButWrites {
+                            map.insert(key, change.to_record());
+                        }
+                        return Err(StoreError::Conflict);
+                    }
+                    map.insert(key, self.mangle(change.to_record()));
+                    Ok(SaveOutcome::Saved)
+                }
+                SaveKind::Update => {
+                    let current = self.map().get(&key).cloned();
+                    if self.flaw == Flaw::RacyUpdate {
+                        tokio::task::yield_now().await;
+                    }
+                    let mut record = match current {
+                        Some(record) => record,
+                        None if self.flaw == Flaw::UpdateUpserts => change.to_record(),
+                        None => return Ok(SaveOutcome::Missing),
+                    };
+                    let expires = record.expires;
+                    match self.flaw {
+                        Flaw::UpdateReplacesData => record.data = change.set.clone(),
+                        Flaw::UpdateIgnoresRemoved => {
+                            record.data.extend(change.set.clone());
+                            record.accessed = change.accessed;
+                            record.expires = change.expires;
+                        }
+                        Flaw::TouchClearsData if change.is_touch() => {
+                            record.data.clear();
+                            change.apply(&mut record);
+                        }
+                        _ => change.apply(&mut record),
+                    }
+                    match self.flaw {
+                        Flaw::UpdateWritesCreated => record.created = change.created,
+                        Flaw::UpdateKeepsExpires => record.expires = expires,
+                        _ => {}
+                    }
+                    let record = self.mangle(record);
+                    self.map().insert(key, record);
+                    Ok(SaveOutcome::Saved)
+                }
+            }
+        }
+
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            let removed = match self.flaw {
+                Flaw::DeleteIsNoop => None,
+                _ => self.map().remove(&self.key(key)),
+            };
+            if removed.is_none() && self.flaw == Flaw::DeleteMissingErrors {
+                return Err(StoreError::Corrupt("no such record".into()));
+            }
+            Ok(())
+        }
+
+        async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+            let mut map = self.map();
+            let before = map.len();
+            match self.flaw {
+                Flaw::ExpiredStrictlyBefore => map.retain(|_, r| r.expires >= now),
+                Flaw::ExpiredRemovesAll => map.clear(),
+                _ => map.retain(|_, r| r.expires > now),
+            }
+            if self.flaw == Flaw::ExpiredCountsZero {
+                return Ok(0);
+            }
+            Ok((before - map.len()) as u64)
+        }
+
+        fn name(&self) -> &'static str {
+            if self.flaw == Flaw::EmptyName {
+                ""
+            } else {
+                "broken"
+            }
+        }
+    }
+
+    type Check = fn(&dyn SessionStore) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Whether `check` panics on a store with `flaw`.
+    async fn catches(flaw: Flaw, check: Check) -> bool {
+        let store = Arc::new(Broken::new(flaw));
+        tokio::spawn(async move { check(&*store).await })
+            .await
+            .is_err_and(|e| e.is_panic())
+    }
+
+    macro_rules! check {
+        ($f:ident) => {
+            (stringify!($f), (|s| Box::pin($f(s))) as Check)
+        };
+    }
+
+    #[tokio::test]
+    async fn every_check_passes_a_correct_store_and_catches_its_flaw() {
+        let cases: Vec<((&str, Check), Vec<Flaw>)> = vec![
+            (check!(name_is_set), vec![Flaw::EmptyName]),
+            (check!(load_unknown_is_none), vec![Flaw::LoadUnknownIsSome]),
+            (check!(create_then_load), vec![Flaw::LoadShiftsCreated]),
+            (
+                check!(create_over_existing_conflicts),
+                vec![Flaw::CreateOverwrites, Flaw::ConflictButWrites],
+            ),
+            (
+                check!(update_merges),
+                vec![
+                    Flaw::UpdateReplacesData,
+                    Flaw::UpdateIgnoresRemoved,
+                    Flaw::UpdateWritesCreated,
+                    Flaw::UpdateKeepsExpires,
+                ],
+            ),
+            (
+                check!(update_missing_is_not_resurrected),
+                vec![Flaw::UpdateUpserts],
+            ),
+            (
+                check!(update_after_delete_is_missing),
+                vec![Flaw::UpdateUpserts, Flaw::DeleteIsNoop],
+            ),
+            (
+                check!(delete_removes),
+                vec![Flaw::DeleteMissingErrors, Flaw::DeleteIsNoop],
+            ),
+            (
+                check!(touch_changes_only_timestamps),
+                vec![
+                    Flaw::TouchClearsData,
+                    Flaw::UpdateKeepsExpires,
+                    Flaw::UpdateWritesCreated,
+                ],
+            ),
+            (
+                check!(delete_expired_exact),
+                vec![
+                    Flaw::ExpiredStrictlyBefore,
+                    Flaw::ExpiredCountsZero,
+                    Flaw::ExpiredRemovesAll,
+                ],
+            ),
+            (
+                check!(delete_expired_native),
+                vec![Flaw::ExpiredCountsZero, Flaw::ExpiredRemovesAll],
+            ),
+            (check!(overlapping_updates_keep_all_keys), vec![Flaw::RacyUpdate]),
+            (check!(overlapping_updates_and_removals), vec![Flaw::RacyUpdate]),
+            (
+                check!(values_round_trip),
+                vec![Flaw::TruncatesLongStrings, Flaw::DropsOddKeys],
+            ),
+            (check!(keys_are_isolated), vec![Flaw::OneSharedRecord]),
+        ];
+        for ((name, check), flaws) in cases {
+            assert!(!catches(Flaw::None, check).await, "{name} fails a correct store");
+            for flaw in flaws {
+                assert!(catches(flaw, check).await, "{name} does not catch {flaw:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn native_expiry_accepts_a_store_that_leaves_expiry_to_its_backend() {
+        #[derive(Debug)]
+        struct Native(Broken);
+        #[async_trait]
+        impl SessionStore for Native {
+            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+                self.0.load(key).await
+            }
+            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+                self.0.save(key, change).await
+            }
+            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+                self.0.delete(key).await
+            }
+            async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
+                Ok(0)
+            }
+            fn name(&self) -> &'static str {
+                "native"
+            }
+        }
+        run_with(Options::new().native_expiry(true), || async {
+            Native(Broken::new(Flaw::None))
+        })
+        .await;
+        let strict = tokio::spawn(run(|| async { Native(Broken::new(Flaw::None)) })).await;
+        assert!(strict.is_err_and(|e| e.is_panic()), "the strict run rejects it");
+    }
+
+    #[tokio::test]
+    async fn run_calls_make_for_a_fresh_store_per_check() {
+        let mut made = 0;
+        run(|| {
+            made += 1;
+            async { Broken::new(Flaw::None) }
+        })
+        .await;
+        assert_eq!(made, 14);
+    }
 }

@@ -245,9 +245,7 @@ fn is_temp_name(name: &str) -> bool {
     };
     StoreKey::parse(key).is_some()
         && random.len() == 32
-        && random
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && random.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Reads the record at `path`: `None` if there is no file, `Corrupt` if it is
@@ -298,11 +296,7 @@ fn encode(record: &Record, limit: usize) -> Result<Vec<u8>, StoreError> {
 /// same directory, `fsync`, rename over the record.
 fn write_atomic(dir: &Path, key: &StoreKey, bytes: &[u8]) -> Result<(), StoreError> {
     let target = record_path(dir, key)?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        key.as_str(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let temp = dir.join(format!(".{}.{}.tmp", key.as_str(), uuid::Uuid::new_v4().simple()));
     let result = (|| -> io::Result<()> {
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -395,12 +389,7 @@ fn scan(dir: &Path, now: OffsetDateTime, limit: usize) -> Result<Scan, StoreErro
 
 /// Re-checks one candidate under its lock and removes it if it is still
 /// expired or corrupt. Answers whether it removed a record.
-fn reap_one(
-    dir: &Path,
-    key: &StoreKey,
-    now: OffsetDateTime,
-    limit: usize,
-) -> Result<bool, StoreError> {
+fn reap_one(dir: &Path, key: &StoreKey, now: OffsetDateTime, limit: usize) -> Result<bool, StoreError> {
     let path = record_path(dir, key)?;
     match read_record(&path, limit) {
         Ok(Some(record)) if record.expires <= now => {
@@ -645,8 +634,7 @@ mod tests {
         let change = create_change(data, t0() + Duration::days(1));
         store.save(&key, &change).await.expect("create");
         assert_eq!(record_files(tmp.path()), [format!("{}.json", key.as_str())]);
-        let text =
-            fs::read_to_string(tmp.path().join(format!("{}.json", key.as_str()))).expect("read");
+        let text = fs::read_to_string(tmp.path().join(format!("{}.json", key.as_str()))).expect("read");
         assert!(
             !text.contains(&id.expose()),
             "the session id never reaches the disk"
@@ -680,17 +668,10 @@ mod tests {
             }));
         }
         for handle in handles {
-            assert_eq!(
-                handle.await.expect("join").expect("save"),
-                SaveOutcome::Saved
-            );
+            assert_eq!(handle.await.expect("join").expect("save"), SaveOutcome::Saved);
         }
         let record = store.load(&key).await.expect("load").expect("present");
-        assert_eq!(
-            record.data.len(),
-            20,
-            "spawned overlapping updates keep all keys"
-        );
+        assert_eq!(record.data.len(), 20, "spawned overlapping updates keep all keys");
         // A failed save (too large) leaves no temp file either.
         let small = store.clone().max_record_bytes(10);
         let mut set = crate::record::Data::new();
@@ -733,9 +714,7 @@ mod tests {
                 Err(StoreError::Corrupt(_))
             ));
             assert!(matches!(
-                store
-                    .save(&key, &create_change(Default::default(), t0()))
-                    .await,
+                store.save(&key, &create_change(Default::default(), t0())).await,
                 Err(StoreError::Conflict)
             ));
             keys.push(key);
@@ -750,11 +729,7 @@ mod tests {
             .await
             .expect("create");
         let removed = store.delete_expired(t0()).await.expect("delete_expired");
-        assert_eq!(
-            removed,
-            keys.len() as u64,
-            "corrupt records count as removed"
-        );
+        assert_eq!(removed, keys.len() as u64, "corrupt records count as removed");
         for key in &keys {
             assert!(store.load(key).await.expect("load").is_none());
         }
@@ -769,9 +744,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_save_is_too_large_and_oversized_file_is_corrupt() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = FileStore::new(tmp.path())
-            .expect("new")
-            .max_record_bytes(1024);
+        let store = FileStore::new(tmp.path()).expect("new").max_record_bytes(1024);
         let key = SessionId::generate().store_key();
         let mut set = crate::record::Data::new();
         set.insert("big".into(), json!("x".repeat(2000)));
@@ -782,10 +755,7 @@ mod tests {
             }
             other => panic!("oversized create answered {other:?}"),
         }
-        assert!(
-            store.load(&key).await.expect("load").is_none(),
-            "nothing written"
-        );
+        assert!(store.load(&key).await.expect("load").is_none(), "nothing written");
 
         // An update that would grow the record past the limit leaves it as it was.
         store
@@ -812,10 +782,7 @@ mod tests {
         big.save(&key, &create_change(set, t0() + Duration::days(1)))
             .await
             .expect("create under the default limit");
-        assert!(matches!(
-            store.load(&key).await,
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
         assert!(big.load(&key).await.expect("load").is_some());
     }
 
@@ -872,10 +839,7 @@ mod tests {
             let key = SessionId::generate().store_key();
             let link = dir.join(format!("{}.json", key.as_str()));
             std::os::unix::fs::symlink(&outside, &link).expect("symlink");
-            assert!(matches!(
-                store.load(&key).await,
-                Err(StoreError::Corrupt(_))
-            ));
+            assert!(matches!(store.load(&key).await, Err(StoreError::Corrupt(_))));
             // Not a regular file: delete_expired leaves it; the target is untouched.
             assert_eq!(
                 store
@@ -934,10 +898,7 @@ mod tests {
         want.sort();
         assert_eq!(record_files(tmp.path()), want);
         for name in &foreign {
-            assert_eq!(
-                fs::read(tmp.path().join(name)).expect("read"),
-                b"not a record"
-            );
+            assert_eq!(fs::read(tmp.path().join(name)).expect("read"), b"not a record");
         }
     }
 
@@ -952,17 +913,12 @@ mod tests {
         write_atomic(tmp.path(), &key, &encode(&expired, limit).expect("encode")).expect("write");
         let now = t0() + Duration::seconds(1);
         let found = scan(tmp.path(), now, limit).expect("scan").candidates;
-        assert_eq!(found, [key.clone()]);
+        assert_eq!(found, std::slice::from_ref(&key));
         let refreshed = Record {
             expires: t0() + Duration::days(1),
             ..expired
         };
-        write_atomic(
-            tmp.path(),
-            &key,
-            &encode(&refreshed, limit).expect("encode"),
-        )
-        .expect("write");
+        write_atomic(tmp.path(), &key, &encode(&refreshed, limit).expect("encode")).expect("write");
         assert!(!reap_one(tmp.path(), &key, now, limit).expect("reap"));
         let path = record_path(tmp.path(), &key).expect("path");
         assert_eq!(read_record(&path, limit).expect("read"), Some(refreshed));

@@ -35,6 +35,10 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite-store")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
+/// The [sqlx](https://docs.rs/sqlx/0.8) crate the SQL stores are built on,
+/// re-exported so that an application's pools match the stores' version.
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub use sqlx;
 
 /// Where sessions are kept.
 ///

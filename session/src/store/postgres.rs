@@ -128,9 +128,7 @@ impl Statements {
         let t = format!("{}.{}", sql::quote(schema), sql::quote(table));
         let index = sql::quote(&format!("{table}_expires_at_idx"));
         let epoch = |column: &str| {
-            format!(
-                "CASE WHEN isfinite({column}) THEN floor(extract(epoch FROM {column}))::int8 END"
-            )
+            format!("CASE WHEN isfinite({column}) THEN floor(extract(epoch FROM {column}))::int8 END")
         };
         Ok(Statements {
             qualified: format!("{schema}.{table}"),
@@ -400,11 +398,7 @@ impl SessionStore for PostgresStore {
                 .bind(change.accessed)
                 .bind(change.expires),
         };
-        let rows = query
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let rows = query.execute(&self.pool).await.map_err(map_err)?.rows_affected();
         match (change.kind, rows) {
             (SaveKind::Create, 0) => Err(StoreError::Conflict),
             (SaveKind::Update, 0) => Ok(SaveOutcome::Missing),
@@ -451,7 +445,9 @@ mod tests {
     #[test]
     fn statements_quote_validated_names() {
         let s = Statements::new("public", "carafe_sessions", 1000).expect("valid");
-        assert!(s.load.contains("FROM \"public\".\"carafe_sessions\" WHERE id = $1"));
+        assert!(s
+            .load
+            .contains("FROM \"public\".\"carafe_sessions\" WHERE id = $1"));
         assert!(s
             .create_index
             .contains("\"carafe_sessions_expires_at_idx\" ON \"public\".\"carafe_sessions\""));

@@ -459,10 +459,7 @@ impl RedisStoreBuilder {
             config: self.config,
             manager: Mutex::new(None),
         };
-        Ok(RedisStore::with_connections(
-            self.prefix,
-            Arc::new(connections),
-        ))
+        Ok(RedisStore::with_connections(self.prefix, Arc::new(connections)))
     }
 }
 
@@ -640,9 +637,8 @@ fn decode(reply: Value) -> Result<Option<Record>, StoreError> {
         let field = bytes(field)
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| StoreError::Corrupt("a hash field name is not UTF-8 text".into()))?;
-        let value = bytes(value).ok_or_else(|| {
-            StoreError::Corrupt(format!("hash field {field:?} does not hold a string"))
-        })?;
+        let value = bytes(value)
+            .ok_or_else(|| StoreError::Corrupt(format!("hash field {field:?} does not hold a string")))?;
         if let Some(name) = field.strip_prefix(DATA) {
             let json = serde_json::from_slice(&value).map_err(|err| {
                 StoreError::Corrupt(format!("session key {name:?} is not valid JSON: {err}"))
@@ -656,18 +652,12 @@ fn decode(reply: Value) -> Result<Option<Record>, StoreError> {
             EXPIRES => &mut expires,
             // Room for metadata a later version may add.
             other if other.starts_with("m:") => continue,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unexpected hash field {other:?}"
-                )))
-            }
+            other => return Err(StoreError::Corrupt(format!("unexpected hash field {other:?}"))),
         };
         let time = std::str::from_utf8(&value)
             .ok()
             .and_then(parse_timestamp)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("metadata field {field:?} is not a unix time"))
-            })?;
+            .ok_or_else(|| StoreError::Corrupt(format!("metadata field {field:?} is not a unix time")))?;
         *slot = Some(time);
     }
 
@@ -806,8 +796,18 @@ mod tests {
     #[test]
     fn bad_timestamps_are_rejected() {
         for bad in [
-            "", "-", "1.", ".5", "1.2.3", "abc", "1e9", " 1", "+1", "1.0000000001",
-            "99999999999999999999", "1.-5",
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1.2.3",
+            "abc",
+            "1e9",
+            " 1",
+            "+1",
+            "1.0000000001",
+            "99999999999999999999",
+            "1.-5",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }
@@ -878,10 +878,7 @@ mod tests {
         ];
         for reply in cases {
             let shown = format!("{reply:?}");
-            assert!(
-                matches!(decode(reply), Err(StoreError::Corrupt(_))),
-                "{shown}"
-            );
+            assert!(matches!(decode(reply), Err(StoreError::Corrupt(_))), "{shown}");
         }
     }
 
@@ -891,7 +888,10 @@ mod tests {
         assert!(!format!("{store:?}").contains("hunter2"));
         let builder = RedisStore::builder("redis://:hunter2@127.0.0.1:1/0");
         assert!(!format!("{builder:?}").contains("hunter2"));
-        assert!(matches!(RedisStore::new("not a url"), Err(StoreError::Backend(_))));
+        assert!(matches!(
+            RedisStore::new("not a url"),
+            Err(StoreError::Backend(_))
+        ));
         assert_eq!(store.name(), "redis");
     }
 

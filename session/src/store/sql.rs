@@ -23,13 +23,8 @@ pub(crate) const MAX_IDENT_LEN: usize = 48;
 /// names that pass this check are ever put into SQL text (and then quoted).
 pub(crate) fn check_ident(what: &str, name: &str) -> Result<(), ConfigError> {
     let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if first_ok
-        && name.len() <= MAX_IDENT_LEN
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if first_ok && name.len() <= MAX_IDENT_LEN && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(())
     } else {
         Err(ConfigError::Store(format!(
@@ -63,9 +58,7 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         sqlx::Error::ColumnDecode { index, source } => {
             StoreError::Corrupt(format!("column {index} does not decode: {source}"))
         }
-        sqlx::Error::Decode(source) => {
-            StoreError::Corrupt(format!("a value does not decode: {source}"))
-        }
+        sqlx::Error::Decode(source) => StoreError::Corrupt(format!("a value does not decode: {source}")),
         other => StoreError::backend(other),
     }
 }
@@ -169,9 +162,6 @@ mod tests {
             timestamp("t", Some(i64::MIN)),
             Err(StoreError::Corrupt(_))
         ));
-        assert_eq!(
-            timestamp("t", Some(0)).ok(),
-            Some(OffsetDateTime::UNIX_EPOCH)
-        );
+        assert_eq!(timestamp("t", Some(0)).ok(), Some(OffsetDateTime::UNIX_EPOCH));
     }
 }

@@ -4,9 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -97,9 +95,7 @@ impl Statements {
                  expires_at INTEGER NOT NULL)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
-            load: format!(
-                "SELECT data, created_at, accessed_at, expires_at FROM {t} WHERE id = ?1"
-            ),
+            load: format!("SELECT data, created_at, accessed_at, expires_at FROM {t} WHERE id = ?1"),
             insert: format!(
                 "INSERT INTO {t} (id, data, created_at, accessed_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
@@ -447,6 +443,70 @@ mod tests {
             Statements::new("t", 0),
             Err(ConfigError::NonPositive { .. })
         ));
+    }
+
+    async fn memory_store() -> SqliteStore {
+        let store = SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::store::conformance::run(memory_store).await;
+    }
+
+    #[tokio::test]
+    async fn update_keeps_null_values_and_odd_keys() {
+        let store = memory_store().await;
+        let key = crate::id::SessionId::generate().store_key();
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let mut set = Data::new();
+        set.insert("keep".into(), json!(1));
+        let create = Change {
+            kind: SaveKind::Create,
+            set,
+            removed: vec![],
+            created: t,
+            accessed: t,
+            expires: t,
+        };
+        store.save(&key, &create).await.expect("create");
+        let odd = ["n", "a.b", "a\"b", "it's", "ключ", "$[0]", "\\", ""];
+        let mut set = Data::new();
+        for k in odd {
+            set.insert(
+                k.into(),
+                if k == "n" {
+                    json!(null)
+                } else {
+                    json!({"v": k, "x": null})
+                },
+            );
+        }
+        let update = Change {
+            kind: SaveKind::Update,
+            set: set.clone(),
+            ..create.clone()
+        };
+        assert_eq!(store.save(&key, &update).await.ok(), Some(SaveOutcome::Saved));
+        // A second update of another key leaves the null value alone.
+        let mut other = Data::new();
+        other.insert("later".into(), json!(2));
+        let update2 = Change {
+            set: other,
+            removed: vec!["a.b".into()],
+            ..update
+        };
+        assert_eq!(store.save(&key, &update2).await.ok(), Some(SaveOutcome::Saved));
+        let record = store.load(&key).await.expect("load").expect("present");
+        let mut want = set;
+        want.remove("a.b");
+        want.insert("keep".into(), json!(1));
+        want.insert("later".into(), json!(2));
+        assert_eq!(record.data, want);
     }
 
     #[test]

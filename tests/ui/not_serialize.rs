@@ -1,0 +1,11 @@
+use carafe::Session;
+
+struct Opaque;
+
+#[derive(Session)]
+struct Visit {
+    count: u32,
+    secret: Opaque,
+}
+
+fn main() {}
