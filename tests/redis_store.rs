@@ -771,7 +771,6 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
             let response = tokio::time::timeout(bound, client.send(addr, method, path, "user=bob"))
                 .await
                 .unwrap_or_else(|_| panic!("{method} {path} took longer than {bound:?} with Redis down"));
-            eprintln!("DBG {method} {path} {:?} {}", started.elapsed(), response.status);
             assert_eq!(
                 response.status, 500,
                 "round {round}: {method} {path}: {}",
@@ -797,7 +796,6 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
         }
     }
     let logged = logs.text();
-    eprintln!("DBG logs:\n{logged}");
     assert!(
         logged.contains("ERROR") && logged.contains("redis"),
         "a tracing error naming the store:\n{logged}"
@@ -811,7 +809,6 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
         let response = tokio::time::timeout(bound, client.get(addr, "/"))
             .await
             .expect("no request hangs while Redis comes back");
-        eprintln!("DBG recovery {} {:?}", response.status, Instant::now());
         if response.status == 200 || Instant::now() > deadline {
             break response;
         }

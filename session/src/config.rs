@@ -8,8 +8,7 @@ use time::{Duration, OffsetDateTime};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Key, Keys};
-use crate::layer::{SessionLayer, Shared};
-use crate::store::SessionStore;
+use crate::layer::{Backend, SessionLayer, Shared};
 
 /// When the browser should forget the session cookie (Beaker's
 /// `cookie_expires`).
@@ -97,7 +96,7 @@ impl Config {
 #[derive(Debug)]
 #[must_use = "call .build() to get the layer"]
 pub struct SessionLayerBuilder {
-    store: Arc<dyn SessionStore>,
+    backend: Backend,
     config: Config,
     secret: Option<Result<Key, ConfigError>>,
     old: Vec<Result<Key, ConfigError>>,
@@ -106,9 +105,9 @@ pub struct SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    pub(crate) fn new(store: Arc<dyn SessionStore>) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         SessionLayerBuilder {
-            store,
+            backend,
             config: Config::default(),
             secret: None,
             old: Vec::new(),
@@ -431,7 +430,8 @@ impl SessionLayerBuilder {
         Ok(SessionLayer::from_shared(Shared {
             config: self.config,
             keys: Keys::new(current, old),
-            store: self.store,
+            store: self.backend.store,
+            client: self.backend.client,
             clock: self.clock,
         }))
     }

@@ -17,7 +17,7 @@ use crate::config::{Config, SessionLayerBuilder};
 use crate::error::StoreError;
 use crate::key::Keys;
 use crate::record::Record;
-use crate::state::{CookieAction, Inner};
+use crate::state::{ClientCodec, CookieAction, Inner};
 use crate::store::SessionStore;
 
 /// What every request's session shares: configuration, keys, store, clock.
@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: Keys,
     pub(crate) store: Arc<dyn SessionStore>,
+    /// Set for client-side (cookie) sessions: the cookie is the store.
+    pub(crate) client: Option<Arc<dyn ClientCodec>>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -49,6 +51,37 @@ impl Shared {
                 .absolute_lifetime
                 .is_some_and(|life| record.created.saturating_add(life) <= now)
     }
+}
+
+/// Where sessions live: any [`SessionStore`], or (with the `cookie-store`
+/// feature) the client-side `CookieStore`. Sealed: implement
+/// [`SessionStore`] instead.
+pub trait IntoBackend: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_backend(self) -> Backend;
+}
+
+/// What [`IntoBackend`] gives the layer. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Backend {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) client: Option<Arc<dyn ClientCodec>>,
+}
+
+impl<S: SessionStore> IntoBackend for S {
+    fn into_backend(self) -> Backend {
+        Backend {
+            store: Arc::new(self),
+            client: None,
+        }
+    }
+}
+
+impl<S: SessionStore> sealed::Sealed for S {}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
 }
 
 /// The session middleware: one per application.
@@ -92,8 +125,8 @@ impl SessionLayer {
     /// ```
     /// let builder = carafe::SessionLayer::builder(carafe::MemoryStore::new());
     /// ```
-    pub fn builder(store: impl SessionStore) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(Arc::new(store))
+    pub fn builder(store: impl IntoBackend) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(store.into_backend())
     }
 
     pub(crate) fn from_shared(shared: Shared) -> Self {

@@ -85,7 +85,7 @@ pub use error::{ConfigError, SessionError, StoreError, TypedError};
 pub use extract::SessionRejection;
 pub use id::{SessionId, StoreKey};
 pub use key::{Key, MIN_SECRET_LEN};
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use layer::{IntoBackend, ResponseFuture, SessionLayer, SessionService};
 pub use reaper::Reaper;
 pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;

@@ -14,8 +14,20 @@ use crate::clock::now_secs;
 use crate::config::{Config, CookieExpiry};
 use crate::error::StoreError;
 use crate::id::{SessionId, StoreKey};
+use crate::key::Keys;
 use crate::layer::Shared;
 use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+
+/// How a client-side store turns a session into a cookie value and back.
+/// Implemented by the cookie store; server-side stores leave
+/// [`Shared::client`] empty.
+pub(crate) trait ClientCodec: Send + Sync + std::fmt::Debug {
+    /// The session in a cookie value, or `None` for anything that does not
+    /// decrypt and decode (never an error: a bad cookie is no session).
+    fn decode(&self, keys: &Keys, value: &str) -> Option<(SessionId, Record)>;
+    /// The cookie value for a session.
+    fn encode(&self, keys: &Keys, id: &SessionId, record: &Record) -> Result<String, StoreError>;
+}
 
 /// One request's session: created by the layer for every request (cheaply:
 /// nothing is parsed or loaded), loaded at most once when first extracted.
@@ -50,6 +62,8 @@ pub(crate) struct State {
     /// A record was created (or its cookie expiry refreshed) by a write
     /// during the request: the cookie must go out.
     cookie_due: bool,
+    /// For client-side sessions: the encoded session to send.
+    client_value: Option<String>,
 }
 
 /// What the store must do.
@@ -90,6 +104,7 @@ impl State {
             replaced: Vec::new(),
             deleted: false,
             cookie_due: false,
+            client_value: None,
         }
     }
 
@@ -108,6 +123,7 @@ impl State {
             replaced: Vec::new(),
             deleted: false,
             cookie_due: false,
+            client_value: None,
         }
     }
 
@@ -304,7 +320,31 @@ impl State {
         }
     }
 
+    /// For client-side sessions, "writing" is encoding the whole session
+    /// into the cookie value.
+    fn encode_client(
+        &mut self,
+        codec: &dyn ClientCodec,
+        keys: &Keys,
+        plan: &Plan,
+    ) -> Result<Option<SaveOutcome>, StoreError> {
+        let Some((_, change)) = &plan.save else {
+            return Ok(None);
+        };
+        let record = Record {
+            data: self.data.clone(),
+            created: self.created,
+            accessed: change.accessed,
+            expires: change.expires,
+        };
+        self.client_value = Some(codec.encode(keys, &self.id, &record)?);
+        Ok(Some(SaveOutcome::Saved))
+    }
+
     fn cookie_action(&self, shared: &Shared, now: OffsetDateTime) -> Option<CookieAction> {
+        if let (Some(value), true) = (&self.client_value, self.stored) {
+            return Some(CookieAction::Set(session_cookie(&shared.config, value.clone(), now)));
+        }
         if self.cookie_due && self.stored {
             Some(CookieAction::Set(session_cookie(
                 &shared.config,
@@ -350,6 +390,12 @@ impl Inner {
 
     /// The session id in the request's cookie, if one verifies.
     fn cookie_id(&self) -> Option<SessionId> {
+        self.find_cookie(|value| self.shared.keys.verify(value))
+    }
+
+    /// The first of the request's session cookies (by name) that `decode`
+    /// accepts.
+    fn find_cookie<T>(&self, mut decode: impl FnMut(&str) -> Option<T>) -> Option<T> {
         let name = self.shared.config.cookie_name.as_str();
         self.cookies
             .iter()
@@ -357,12 +403,28 @@ impl Inner {
             .flat_map(Cookie::split_parse)
             .filter_map(Result::ok)
             .filter(|cookie| cookie.name() == name)
-            .find_map(|cookie| self.shared.keys.verify(cookie.value()))
+            .find_map(|cookie| decode(cookie.value()))
+    }
+
+    /// A client-side session: the cookie is the record.
+    fn read_client(&self, codec: &dyn ClientCodec, now: OffsetDateTime) -> State {
+        let shared = &self.shared;
+        match self.find_cookie(|value| codec.decode(&shared.keys, value)) {
+            Some((id, record)) if !shared.is_expired(&record, now) => State::from_record(id, record, now),
+            Some(_) => {
+                tracing::debug!("client-side session expired");
+                State::fresh(now)
+            }
+            None => State::fresh(now),
+        }
     }
 
     async fn read(&self) -> Result<State, StoreError> {
         let shared = &self.shared;
         let now = now_secs(&*shared.clock);
+        if let Some(codec) = &shared.client {
+            return Ok(self.read_client(&**codec, now));
+        }
         let Some(id) = self.cookie_id() else {
             return Ok(State::fresh(now));
         };
@@ -414,6 +476,12 @@ impl Inner {
         let plan = self.lock().plan(&shared.config, now, force, failed);
         if plan.is_empty() {
             return Ok(None);
+        }
+        if let Some(codec) = &shared.client {
+            let mut state = self.lock();
+            let result = state.encode_client(&**codec, &shared.keys, &plan);
+            state.settle(&shared.config, plan, &result, now);
+            return result;
         }
         let result = self.execute(&plan).await;
         self.lock().settle(&shared.config, plan, &result, now);

@@ -111,8 +111,11 @@ return 1
 /// session are not affected. Call [`RedisStore::ping`] at startup to fail
 /// fast instead. Connection attempts and responses are bounded by the
 /// timeouts set on the builder (by default 1 s to connect and 500 ms for a
-/// response, the `redis` crate's defaults); the session layer bounds every
-/// store call with its own `store_timeout` on top.
+/// response, the `redis` crate's defaults). A lost connection is retried
+/// three times within a few hundred milliseconds; after that the store call
+/// fails and the next one tries again, so while Redis is down session routes
+/// fail fast instead of queueing. The session layer bounds every store call
+/// with its own `store_timeout` on top.
 ///
 /// # Example
 ///
@@ -357,11 +360,16 @@ impl fmt::Debug for Source {
 }
 
 /// The connection manager settings unless the builder changes them: the
-/// `redis` crate's timeouts (1 s to connect, 500 ms per response) and
-/// retries, with reconnection attempts at most 1 s apart so that sessions
-/// work again soon after Redis comes back.
+/// `redis` crate's timeouts (1 s to connect, 500 ms per response), and a
+/// reconnection that tries three times within a few hundred milliseconds
+/// and then gives up until the next store call. While Redis is down a call
+/// therefore fails in well under a second rather than waiting out a long
+/// backoff, and the first call after Redis is back reconnects.
 fn default_manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new().set_max_delay(Duration::from_secs(1))
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(1))
 }
 
 impl RedisStoreBuilder {

@@ -22,5 +22,9 @@ fn default_theme() -> String {
 fn main() {
     assert!(Visit::AUTO);
     assert_eq!(Visit::KEYS, ["visit.count", "visit.uid", "visit.tags", "visit.theme", "visit.type"]);
-    let _ = |v: &Visit| (&v.scratch, &v.user_id);
+    let _ = fields;
+}
+
+fn fields(visit: &Visit) -> (&[u8], Option<u64>) {
+    (&visit.scratch, visit.user_id)
 }
