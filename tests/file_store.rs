@@ -65,7 +65,11 @@ fn only_record(dir: &Path) -> PathBuf {
     let names = entries(dir);
     assert_eq!(names.len(), 1, "one record file expected: {names:?}");
     let stem = names[0].strip_suffix(".json").expect("a .json record");
-    assert!(StoreKey::parse(stem).is_some(), "named by its store key: {}", names[0]);
+    assert!(
+        StoreKey::parse(stem).is_some(),
+        "named by its store key: {}",
+        names[0]
+    );
     dir.join(&names[0])
 }
 

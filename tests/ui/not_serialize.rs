@@ -1,11 +1,14 @@
 use carafe::Session;
 
-struct Opaque;
+#[derive(serde::Deserialize)]
+struct Secret {
+    value: String,
+}
 
 #[derive(Session)]
 struct Visit {
     count: u32,
-    secret: Opaque,
+    secret: Secret,
 }
 
 fn main() {}

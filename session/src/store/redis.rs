@@ -187,7 +187,6 @@ impl RedisStore {
     /// assert_eq!(store.prefix(), "myapp:session");
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
-    #[must_use]
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             source: Source::Url(url.into()),

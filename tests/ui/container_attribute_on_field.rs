@@ -1,0 +1,9 @@
+use carafe::Session;
+
+#[derive(Session)]
+struct Visit {
+    #[session(namespace = "visit")]
+    count: u32,
+}
+
+fn main() {}

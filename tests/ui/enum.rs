@@ -1,0 +1,9 @@
+use carafe::Session;
+
+#[derive(Session)]
+enum Visit {
+    New,
+    Returning { count: u32 },
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use carafe::Session;
+
+#[derive(Session)]
+struct Visit<'a> {
+    name: &'a str,
+}
+
+fn main() {}

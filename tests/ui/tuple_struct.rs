@@ -1,0 +1,6 @@
+use carafe::Session;
+
+#[derive(Session)]
+struct Visit(u32, String);
+
+fn main() {}
