@@ -121,7 +121,7 @@ return 1
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use carafe::RedisStore;
+/// use carafe::store::RedisStore;
 ///
 /// let store = RedisStore::new("redis://127.0.0.1:6379")?;
 /// store.ping().await?; // optional: fail at startup rather than on the first request
@@ -162,7 +162,7 @@ impl RedisStore {
     /// [connections and failures](RedisStore#connections-and-failures)).
     ///
     /// ```
-    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?;
     /// assert_eq!(store.prefix(), "carafe:session");
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
@@ -179,7 +179,7 @@ impl RedisStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = carafe::RedisStore::builder("redis://127.0.0.1:6379")
+    /// let store = carafe::store::RedisStore::builder("redis://127.0.0.1:6379")
     ///     .prefix("myapp:session")
     ///     .connection_timeout(Duration::from_secs(2))
     ///     .response_timeout(Duration::from_secs(1))
@@ -202,7 +202,7 @@ impl RedisStore {
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
     /// let manager = redis::aio::ConnectionManager::new(client).await?;
-    /// let store = carafe::RedisStore::from_manager(manager).with_prefix("myapp:session");
+    /// let store = carafe::store::RedisStore::from_manager(manager).with_prefix("myapp:session");
     /// # let _ = store;
     /// # Ok(())
     /// # }
@@ -226,7 +226,7 @@ impl RedisStore {
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
     /// let connection = client.get_multiplexed_async_connection().await?;
-    /// let store = carafe::RedisStore::from_connection(connection);
+    /// let store = carafe::store::RedisStore::from_connection(connection);
     /// # let _ = store;
     /// # Ok(())
     /// # }
@@ -243,7 +243,7 @@ impl RedisStore {
     /// `{prefix}:{store key}`.
     ///
     /// ```
-    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?.with_prefix("app:s");
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?.with_prefix("app:s");
     /// assert_eq!(store.prefix(), "app:s");
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
@@ -256,8 +256,8 @@ impl RedisStore {
     /// The key prefix.
     ///
     /// ```
-    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
-    /// assert_eq!(store.prefix(), carafe::RedisStore::DEFAULT_PREFIX);
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// assert_eq!(store.prefix(), carafe::store::RedisStore::DEFAULT_PREFIX);
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
     #[must_use]
@@ -269,7 +269,7 @@ impl RedisStore {
     /// `{prefix}:{store key}`.
     ///
     /// ```
-    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?;
     /// let key = carafe::SessionId::generate().store_key();
     /// assert_eq!(store.redis_key(&key), format!("carafe:session:{}", key.as_str()));
     /// # Ok::<(), carafe::StoreError>(())
@@ -284,7 +284,7 @@ impl RedisStore {
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), carafe::StoreError> {
-    /// let store = carafe::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?;
     /// store.ping().await?;
     /// # Ok(())
     /// # }
@@ -328,7 +328,7 @@ impl RedisStore {
 ///
 /// ```
 /// use std::time::Duration;
-/// let store = carafe::RedisStore::builder("redis://127.0.0.1:6379")
+/// let store = carafe::store::RedisStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("shop:session")
 ///     .connection_timeout(Duration::from_millis(500))
 ///     .build()?;
@@ -377,7 +377,7 @@ impl RedisStoreBuilder {
     ///
     /// ```
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
-    /// let store = carafe::RedisStoreBuilder::from_client(client).prefix("s").build()?;
+    /// let store = carafe::store::RedisStoreBuilder::from_client(client).prefix("s").build()?;
     /// # let _ = store;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -394,7 +394,7 @@ impl RedisStoreBuilder {
     /// Redis database its own prefix.
     ///
     /// ```
-    /// let store = carafe::RedisStore::builder("redis://localhost").prefix("blog:session").build()?;
+    /// let store = carafe::store::RedisStore::builder("redis://localhost").prefix("blog:session").build()?;
     /// assert_eq!(store.prefix(), "blog:session");
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
@@ -407,7 +407,7 @@ impl RedisStoreBuilder {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let builder = carafe::RedisStore::builder("redis://localhost")
+    /// let builder = carafe::store::RedisStore::builder("redis://localhost")
     ///     .connection_timeout(Duration::from_millis(300));
     /// # let _ = builder;
     /// ```
@@ -420,7 +420,7 @@ impl RedisStoreBuilder {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// let builder = carafe::RedisStore::builder("redis://localhost")
+    /// let builder = carafe::store::RedisStore::builder("redis://localhost")
     ///     .response_timeout(Duration::from_secs(2));
     /// # let _ = builder;
     /// ```
@@ -437,7 +437,7 @@ impl RedisStoreBuilder {
     /// ```
     /// use redis::aio::ConnectionManagerConfig;
     /// let config = ConnectionManagerConfig::new().set_number_of_retries(2);
-    /// let builder = carafe::RedisStore::builder("redis://localhost").manager_config(config);
+    /// let builder = carafe::store::RedisStore::builder("redis://localhost").manager_config(config);
     /// # let _ = builder;
     /// ```
     pub fn manager_config(mut self, config: ConnectionManagerConfig) -> Self {
@@ -448,7 +448,7 @@ impl RedisStoreBuilder {
     /// Builds the store. It connects on first use, not now.
     ///
     /// ```
-    /// let store = carafe::RedisStore::builder("redis://localhost").build()?;
+    /// let store = carafe::store::RedisStore::builder("redis://localhost").build()?;
     /// # let _ = store;
     /// # Ok::<(), carafe::StoreError>(())
     /// ```
