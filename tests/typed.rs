@@ -72,8 +72,8 @@ fn app(store: impl carafe::SessionStore) -> Router {
             "/touch-mut",
             get(|mut v: Typed<Visit>| async move {
                 // a &mut access that changes nothing
-                let c = v.count;
-                v.count = c;
+                let c = v.count + 1;
+                v.count = c - 1;
                 "same"
             }),
         )

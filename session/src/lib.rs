@@ -90,6 +90,8 @@ pub use reaper::Reaper;
 pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;
 pub use store::{FileStore, MemoryStore, SessionStore};
+#[cfg(feature = "cookie-store")]
+pub use store::CookieStore;
 pub use typed::{SessionData, Typed};
 
 #[cfg(feature = "macros")]

@@ -25,8 +25,15 @@ pub(crate) trait ClientCodec: Send + Sync + std::fmt::Debug {
     /// The session in a cookie value, or `None` for anything that does not
     /// decrypt and decode (never an error: a bad cookie is no session).
     fn decode(&self, keys: &Keys, value: &str) -> Option<(SessionId, Record)>;
-    /// The cookie value for a session.
-    fn encode(&self, keys: &Keys, id: &SessionId, record: &Record) -> Result<String, StoreError>;
+    /// The cookie value for a session. `config` gives the cookie's name and
+    /// attributes, so that the codec can measure the whole `Set-Cookie`.
+    fn encode(
+        &self,
+        keys: &Keys,
+        config: &Config,
+        id: &SessionId,
+        record: &Record,
+    ) -> Result<String, StoreError>;
 }
 
 /// One request's session: created by the layer for every request (cheaply:
@@ -326,6 +333,7 @@ impl State {
         &mut self,
         codec: &dyn ClientCodec,
         keys: &Keys,
+        config: &Config,
         plan: &Plan,
     ) -> Result<Option<SaveOutcome>, StoreError> {
         let Some((_, change)) = &plan.save else {
@@ -337,7 +345,7 @@ impl State {
             accessed: change.accessed,
             expires: change.expires,
         };
-        self.client_value = Some(codec.encode(keys, &self.id, &record)?);
+        self.client_value = Some(codec.encode(keys, config, &self.id, &record)?);
         Ok(Some(SaveOutcome::Saved))
     }
 
@@ -479,7 +487,7 @@ impl Inner {
         }
         if let Some(codec) = &shared.client {
             let mut state = self.lock();
-            let result = state.encode_client(&**codec, &shared.keys, &plan);
+            let result = state.encode_client(&**codec, &shared.keys, &shared.config, &plan);
             state.settle(&shared.config, plan, &result, now);
             return result;
         }

@@ -16,6 +16,8 @@ use crate::id::StoreKey;
 use crate::record::{Change, Record, SaveOutcome};
 
 pub mod conformance;
+#[cfg(feature = "cookie-store")]
+mod cookie;
 mod file;
 mod memory;
 #[cfg(feature = "postgres-store")]
@@ -27,6 +29,8 @@ mod sql;
 #[cfg(feature = "sqlite-store")]
 mod sqlite;
 
+#[cfg(feature = "cookie-store")]
+pub use cookie::CookieStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres-store")]

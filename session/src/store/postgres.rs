@@ -171,8 +171,10 @@ impl PostgresStoreBuilder {
     /// The schema the table lives in (default `public`). It must exist; a
     /// plain identifier of at most 48 ASCII letters, digits and underscores.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
     /// let store = carafe::store::PostgresStore::builder(pool).schema("web").build()?;
     /// # Ok(()) }
     /// ```
@@ -185,8 +187,10 @@ impl PostgresStoreBuilder {
     /// most 48 ASCII letters, digits and underscores. It is quoted in SQL,
     /// so it is case-sensitive.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
     /// let store = carafe::store::PostgresStore::builder(pool).table("sessions").build()?;
     /// # Ok(()) }
     /// ```
@@ -199,8 +203,10 @@ impl PostgresStoreBuilder {
     /// [`delete_expired`](SessionStore::delete_expired) removes at most
     /// (default 1000).
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
     /// let store = carafe::store::PostgresStore::builder(pool).delete_batch_size(500).build()?;
     /// # Ok(()) }
     /// ```
@@ -211,8 +217,10 @@ impl PostgresStoreBuilder {
 
     /// Makes the store. Nothing is sent to the database.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app").unwrap();
     /// let err = carafe::store::PostgresStore::builder(pool)
     ///     .table("sessions; DROP TABLE users")
     ///     .build()
@@ -254,8 +262,10 @@ impl PostgresStore {
 
     /// A builder, to choose the table name, schema or batch size.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
     /// let store = carafe::store::PostgresStore::builder(pool).table("web_sessions").build()?;
     /// # Ok(()) }
     /// ```
@@ -346,8 +356,10 @@ impl PostgresStore {
 
     /// The table, as `schema.table`.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::PgPool) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app").unwrap();
     /// let store = carafe::store::PostgresStore::new(pool);
     /// assert_eq!(store.table(), "public.carafe_sessions");
     /// # }

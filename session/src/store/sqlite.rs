@@ -49,8 +49,10 @@ pub struct SqliteStore {
 /// Builds an [`SqliteStore`] with a table name or batch size other than the
 /// defaults. Made by [`SqliteStore::builder`].
 ///
-/// ```no_run
-/// # async fn example(pool: sqlx::SqlitePool) -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let pool = carafe::store::sqlx::SqlitePool::connect("sqlite::memory:").await?;
 /// let store = carafe::store::SqliteStore::builder(pool).table("sessions").build()?;
 /// store.migrate().await?;
 /// # Ok(()) }
@@ -130,8 +132,10 @@ impl SqliteStoreBuilder {
     /// The table name (default `carafe_sessions`): a plain identifier of at
     /// most 48 ASCII letters, digits and underscores.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect_lazy("sqlite::memory:")?;
     /// let store = carafe::store::SqliteStore::builder(pool).table("sessions").build()?;
     /// # Ok(()) }
     /// ```
@@ -144,8 +148,10 @@ impl SqliteStoreBuilder {
     /// [`delete_expired`](SessionStore::delete_expired) removes at most
     /// (default 1000).
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect_lazy("sqlite::memory:")?;
     /// let store = carafe::store::SqliteStore::builder(pool).delete_batch_size(100).build()?;
     /// # Ok(()) }
     /// ```
@@ -156,8 +162,10 @@ impl SqliteStoreBuilder {
 
     /// Makes the store. Nothing is sent to the database.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::SqlitePool) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
     /// assert!(carafe::store::SqliteStore::builder(pool).table("no spaces").build().is_err());
     /// # }
     /// ```
@@ -198,8 +206,10 @@ impl SqliteStore {
 
     /// A builder, to choose the table name or batch size.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::SqlitePool) -> Result<(), carafe::ConfigError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect_lazy("sqlite::memory:")?;
     /// let store = carafe::store::SqliteStore::builder(pool).table("web_sessions").build()?;
     /// # Ok(()) }
     /// ```
@@ -297,8 +307,10 @@ impl SqliteStore {
 
     /// The table's name.
     ///
-    /// ```no_run
-    /// # fn example(pool: sqlx::SqlitePool) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
     /// assert_eq!(carafe::store::SqliteStore::new(pool).table(), "carafe_sessions");
     /// # }
     /// ```

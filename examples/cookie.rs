@@ -1,0 +1,116 @@
+//! The quickstart's HTTP contract with client-side sessions: the whole
+//! session lives in an encrypted cookie and the server stores nothing
+//! (Beaker's `session.type = cookie`).
+//!
+//! ```text
+//! cargo run --example cookie
+//! curl -c jar -b jar http://127.0.0.1:3000/            # count: 1, 2, 3, ...
+//! curl -c jar -b jar -d user=ada http://127.0.0.1:3000/login
+//! curl -c jar -b jar http://127.0.0.1:3000/whoami      # ada
+//! curl -c jar -b jar -X POST http://127.0.0.1:3000/logout
+//! ```
+//!
+//! Environment: `CARAFE_ADDR` (default `127.0.0.1:3000`), `CARAFE_SECRET`
+//! (at least 32 bytes; without it a random key is used and sessions do not
+//! survive a restart). The cookies are encrypted with a key derived from the
+//! secret; rotating the secret (without keeping the old one as an
+//! `old_secret`) logs everyone out, which is the only way a client-side store
+//! can end sessions before they expire.
+
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use carafe::{CookieStore, Key, Session, SessionLayer, Typed};
+use serde::Deserialize;
+
+/// The visitor's session, typed: one session key per field.
+#[derive(carafe::Session, Default, Debug)]
+#[session(auto, default)]
+pub struct Visit {
+    /// How many times `/` was requested.
+    count: u32,
+    /// Who logged in, if anyone.
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+async fn index(mut visit: Typed<Visit>) -> String {
+    visit.count += 1;
+    format!("count: {}", visit.count)
+}
+
+async fn login(mut visit: Typed<Visit>, Form(form): Form<Login>) -> String {
+    visit.user = Some(form.user.clone());
+    // a new id at every change of privilege: the defence against fixation
+    visit.cycle_id();
+    format!("logged in as {}", form.user)
+}
+
+async fn whoami(visit: Typed<Visit>) -> String {
+    visit.user.clone().unwrap_or_else(|| "anonymous".into())
+}
+
+async fn logout(session: Session) -> &'static str {
+    // The browser is told to drop its cookie. A copy made earlier stays
+    // valid until it expires: a client-side session cannot be revoked.
+    session.delete();
+    "logged out"
+}
+
+/// The application: routes behind the session layer.
+pub fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(|| async { "ok" }))
+        .route("/login", post(login))
+        .route("/whoami", get(whoami))
+        .route("/logout", post(logout))
+        .layer(layer)
+}
+
+/// The key from `CARAFE_SECRET`, or a random one for this run.
+pub fn key_from_env() -> Result<Key, carafe::ConfigError> {
+    match std::env::var("CARAFE_SECRET") {
+        Ok(secret) => Key::from_secret(secret),
+        Err(_) => {
+            tracing::warn!(
+                "CARAFE_SECRET is not set: using a random key, sessions will not survive a restart"
+            );
+            Ok(Key::generate())
+        }
+    }
+}
+
+/// The layer: sessions in an encrypted cookie of at most 4096 bytes.
+pub fn layer(key: Key) -> Result<SessionLayer, carafe::ConfigError> {
+    SessionLayer::builder(CookieStore::new())
+        .key(key)
+        // a client-side session cannot be revoked: keep its life short
+        .idle_timeout(time::Duration::hours(2))
+        .absolute_lifetime(time::Duration::days(1))
+        // plain HTTP on localhost for the demo; keep the default (true) behind TLS
+        .secure(false)
+        .build()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr = std::env::var("CARAFE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let layer = layer(key_from_env()?)?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(layer))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
