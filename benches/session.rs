@@ -87,30 +87,40 @@ fn request(path: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let app = app();
     let bare: Router = Router::new().route("/health", get(|| async { "ok" }));
     let cookie = rt.block_on(async {
         let res = app.clone().oneshot(request("/seed", None)).await.expect("seed");
-        let set = res.headers()[http::header::SET_COOKIE].to_str().expect("ascii").to_owned();
+        let set = res.headers()[http::header::SET_COOKIE]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
         set.split(';').next().expect("pair").to_owned()
     });
 
     let mut g = c.benchmark_group("untouched");
     g.bench_function("without_layer", |b| {
-        b.to_async(&rt).iter(|| bare.clone().oneshot(request("/health", Some(&cookie))))
+        b.to_async(&rt)
+            .iter(|| bare.clone().oneshot(request("/health", Some(&cookie))))
     });
     g.bench_function("with_layer", |b| {
-        b.to_async(&rt).iter(|| app.clone().oneshot(request("/health", Some(&cookie))))
+        b.to_async(&rt)
+            .iter(|| app.clone().oneshot(request("/health", Some(&cookie))))
     });
     g.finish();
 
     let mut g = c.benchmark_group("typed_vs_untyped");
     g.bench_function("typed", |b| {
-        b.to_async(&rt).iter(|| app.clone().oneshot(request("/typed", Some(&cookie))))
+        b.to_async(&rt)
+            .iter(|| app.clone().oneshot(request("/typed", Some(&cookie))))
     });
     g.bench_function("untyped", |b| {
-        b.to_async(&rt).iter(|| app.clone().oneshot(request("/untyped", Some(&cookie))))
+        b.to_async(&rt)
+            .iter(|| app.clone().oneshot(request("/untyped", Some(&cookie))))
     });
     g.finish();
 }

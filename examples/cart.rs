@@ -54,7 +54,11 @@ async fn login(mut auth: Typed<Auth>, Form(form): Form<Login>) -> String {
 async fn summary(cart: Typed<Cart>, auth: Typed<Auth>, session: Session) -> String {
     // the untyped view sees the typed fields under their keys
     let raw: Option<Vec<String>> = session.get("cart.items").unwrap_or_default();
-    let theme: String = session.get("theme").ok().flatten().unwrap_or_else(|| "light".into());
+    let theme: String = session
+        .get("theme")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "light".into());
     format!(
         "user: {}, items: {:?}, raw: {:?}, theme: {theme}",
         auth.user.as_deref().unwrap_or("anonymous"),

@@ -366,6 +366,123 @@ async fn sessions_with_thousands_of_keys() {
     }));
 }
 
+/// A TCP proxy in front of the test server that counts the bytes its
+/// clients send: what a store writes to Redis.
+struct CountingProxy {
+    url: String,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    async fn start(url: &str) -> CountingProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let target = raw::Url::parse(url).expect("a redis:// URL");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy_url = target.with_host(&listener.local_addr().expect("address").to_string());
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target.host).await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+            }
+        });
+        CountingProxy { url: proxy_url, sent }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_one_key_update_sends_a_small_fraction_of_a_whole_record() {
+    let Some(url) = server() else { return };
+    let prefix = Prefix::new(&url);
+    let proxy = CountingProxy::start(&url).await;
+    let store = RedisStore::builder(proxy.url.as_str())
+        .prefix(prefix.name.as_str())
+        .build()
+        .expect("a valid URL");
+    let t = now();
+    let expires = t + Duration::hours(1);
+
+    // Warm up: connect and load the script.
+    let warm = key();
+    store
+        .save(&warm, &change(SaveKind::Create, Data::new(), &[], t, expires))
+        .await
+        .expect("create");
+    store
+        .save(&warm, &change(SaveKind::Update, Data::new(), &[], t, expires))
+        .await
+        .expect("touch");
+
+    let data: Data = (0..20)
+        .map(|i| {
+            (
+                format!("field-{i:02}"),
+                json!({ "id": i, "text": "lorem ipsum ".repeat(8) }),
+            )
+        })
+        .collect();
+    let k = key();
+    let before = proxy.sent();
+    store
+        .save(&k, &change(SaveKind::Create, data, &[], t, expires))
+        .await
+        .expect("create");
+    let whole = proxy.sent() - before;
+
+    let mut set = Data::new();
+    set.insert("field-05".into(), json!({ "id": 5, "text": "changed" }));
+    let before = proxy.sent();
+    store
+        .save(&k, &change(SaveKind::Update, set, &[], t, expires))
+        .await
+        .expect("update");
+    let partial = proxy.sent() - before;
+
+    let before = proxy.sent();
+    store
+        .save(&k, &change(SaveKind::Update, Data::new(), &[], t, expires))
+        .await
+        .expect("touch");
+    let touch = proxy.sent() - before;
+
+    assert!(whole > 2_000, "a 20-key record is over 2 kB on the wire: {whole}");
+    assert!(
+        partial * 8 < whole,
+        "a 1-key update sent {partial} bytes, a whole 20-key record {whole}"
+    );
+    assert!(
+        touch < partial,
+        "a touch ({touch} bytes) sends less than a 1-key update ({partial})"
+    );
+    assert_eq!(
+        store.load(&k).await.expect("load").expect("a record").data.len(),
+        20
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 3. bad data
 
@@ -993,6 +1110,48 @@ mod raw {
         Array(Option<Vec<Reply>>),
     }
 
+    /// The parts of a `redis://[[user]:password@]host[:port][/db]` URL.
+    pub struct Url {
+        pub userinfo: Option<String>,
+        /// `host:port`
+        pub host: String,
+        pub db: String,
+    }
+
+    impl Url {
+        pub fn parse(url: &str) -> io::Result<Url> {
+            let rest = url
+                .strip_prefix("redis://")
+                .ok_or_else(|| invalid(format!("not a redis:// URL: {url}")))?;
+            let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+            let (userinfo, host) = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => (Some(userinfo.to_owned()), host),
+                None => (None, authority),
+            };
+            let host = if host.is_empty() { "127.0.0.1" } else { host };
+            let has_port = host
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            let host = if has_port && !host.ends_with(']') {
+                host.to_owned()
+            } else {
+                format!("{host}:6379")
+            };
+            let db = db.split('?').next().unwrap_or_default().to_owned();
+            Ok(Url { userinfo, host, db })
+        }
+
+        /// The same URL with another `host:port`.
+        pub fn with_host(&self, host: &str) -> String {
+            let userinfo = self
+                .userinfo
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            format!("redis://{userinfo}{host}/{}", self.db)
+        }
+    }
+
     pub struct Raw {
         reader: BufReader<TcpStream>,
         writer: TcpStream,
@@ -1005,24 +1164,7 @@ mod raw {
     impl Raw {
         /// Connects to a `redis://[[user]:password@]host[:port][/db]` URL.
         pub fn connect(url: &str) -> io::Result<Raw> {
-            let rest = url
-                .strip_prefix("redis://")
-                .ok_or_else(|| invalid(format!("not a redis:// URL: {url}")))?;
-            let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-            let (userinfo, host) = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => (Some(userinfo), host),
-                None => (None, authority),
-            };
-            let host = if host.is_empty() { "127.0.0.1" } else { host };
-            let host = if host
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-                && !host.ends_with(']')
-            {
-                host.to_owned()
-            } else {
-                format!("{host}:6379")
-            };
+            let Url { userinfo, host, db } = Url::parse(url)?;
             let addr = host
                 .to_socket_addrs()?
                 .next()
@@ -1034,16 +1176,15 @@ mod raw {
                 reader: BufReader::new(stream.try_clone()?),
                 writer: stream,
             };
-            if let Some(userinfo) = userinfo {
+            if let Some(userinfo) = &userinfo {
                 match userinfo.split_once(':') {
                     Some(("", password)) => raw.cmd(&["AUTH", password])?,
                     Some((user, password)) => raw.cmd(&["AUTH", user, password])?,
                     None => raw.cmd(&["AUTH", userinfo])?,
                 };
             }
-            let db = db.split('?').next().unwrap_or_default();
             if !db.is_empty() {
-                raw.cmd(&["SELECT", db])?;
+                raw.cmd(&["SELECT", &db])?;
             }
             Ok(raw)
         }

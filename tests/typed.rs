@@ -67,7 +67,10 @@ fn app(store: impl carafe::SessionStore) -> Router {
                 format!("count: {}", v.count)
             }),
         )
-        .route("/peek", get(|v: Typed<Visit>| async move { format!("{} {:?}", v.count, v.user_id) }))
+        .route(
+            "/peek",
+            get(|v: Typed<Visit>| async move { format!("{} {:?}", v.count, v.user_id) }),
+        )
         .route(
             "/touch-mut",
             get(|mut v: Typed<Visit>| async move {
@@ -80,7 +83,12 @@ fn app(store: impl carafe::SessionStore) -> Router {
         .route(
             "/raw",
             get(|s: Session| async move {
-                format!("{:?} {:?} {:?}", s.get::<u32>("visit.count").unwrap(), s.get_value("visit.uid"), s.keys())
+                format!(
+                    "{:?} {:?} {:?}",
+                    s.get::<u32>("visit.count").unwrap(),
+                    s.get_value("visit.uid"),
+                    s.keys()
+                )
             }),
         )
         .route(
@@ -113,15 +121,20 @@ fn app(store: impl carafe::SessionStore) -> Router {
                 m.n.to_string()
             }),
         )
-        .route("/strict", get(|s: Typed<Strict>| async move { s.profile.name.clone() }))
+        .route(
+            "/strict",
+            get(|s: Typed<Strict>| async move { s.profile.name.clone() }),
+        )
         .route(
             "/put-raw/{key}/{json}",
-            get(|axum::extract::Path((k, j)): axum::extract::Path<(String, String)>, s: Session| async move {
-                let v: serde_json::Value = serde_json::from_str(&j).unwrap();
-                s.insert(k, &v).unwrap();
-                s.save();
-                "put"
-            }),
+            get(
+                |axum::extract::Path((k, j)): axum::extract::Path<(String, String)>, s: Session| async move {
+                    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+                    s.insert(k, &v).unwrap();
+                    s.save();
+                    "put"
+                },
+            ),
         )
         .route(
             "/evolve",
@@ -129,12 +142,14 @@ fn app(store: impl carafe::SessionStore) -> Router {
         )
         .route(
             "/two",
-            get(|mut v: Typed<Visit>, mut m: Typed<Manual>, s: Session| async move {
-                v.count += 1;
-                m.n += 10;
-                m.save();
-                format!("{} {} {}", v.count, m.n, s.id() == v.id())
-            }),
+            get(
+                |mut v: Typed<Visit>, mut m: Typed<Manual>, s: Session| async move {
+                    v.count += 1;
+                    m.n += 10;
+                    m.save();
+                    format!("{} {} {}", v.count, m.n, s.id() == v.id())
+                },
+            ),
         )
         .route(
             "/logout",
@@ -163,9 +178,15 @@ async fn typed_fields_are_session_keys_and_auto_saves() {
     assert_eq!(req(&app, "/visit", Some(&cookie)).await.body, "count: 2");
     // the untyped view sees the same keys; skip fields are not stored;
     // defaults that were never changed are not written
-    assert_eq!(req(&app, "/raw", Some(&cookie)).await.body, "Some(2) None [\"visit.count\"]");
+    assert_eq!(
+        req(&app, "/raw", Some(&cookie)).await.body,
+        "Some(2) None [\"visit.count\"]"
+    );
     req(&app, "/set-uid", Some(&cookie)).await;
-    assert_eq!(req(&app, "/raw", Some(&cookie)).await.body, "Some(2) Some(Number(42)) [\"visit.count\", \"visit.uid\"]");
+    assert_eq!(
+        req(&app, "/raw", Some(&cookie)).await.body,
+        "Some(2) Some(Number(42)) [\"visit.count\", \"visit.uid\"]"
+    );
     assert_eq!(req(&app, "/peek", Some(&cookie)).await.body, "2 Some(42)");
 }
 
@@ -176,11 +197,19 @@ async fn only_changed_fields_are_written() {
     let cookie = req(&app, "/visit", None).await.cookie().unwrap();
     req(&app, "/set-uid", Some(&cookie)).await;
     let change = store.last_change().unwrap();
-    assert_eq!(change.set.keys().collect::<Vec<_>>(), ["visit.uid"], "count did not change");
+    assert_eq!(
+        change.set.keys().collect::<Vec<_>>(),
+        ["visit.uid"],
+        "count did not change"
+    );
     let saves = store.saves();
     req(&app, "/touch-mut", Some(&cookie)).await;
     req(&app, "/peek", Some(&cookie)).await;
-    assert_eq!(store.saves(), saves, "a write that restores the value, and reads, write nothing");
+    assert_eq!(
+        store.saves(),
+        saves,
+        "a write that restores the value, and reads, write nothing"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +222,11 @@ async fn without_auto_the_user_saves() {
     assert_eq!(store.saves(), 0);
     let cookie = req(&app, "/manual-save", None).await.cookie().unwrap();
     assert_eq!(req(&app, "/manual", Some(&cookie)).await.body, "2");
-    assert_eq!(req(&app, "/manual", Some(&cookie)).await.body, "2", "unsaved change was not kept");
+    assert_eq!(
+        req(&app, "/manual", Some(&cookie)).await.body,
+        "2",
+        "unsaved change was not kept"
+    );
     assert_eq!(req(&app, "/manual-persist", Some(&cookie)).await.body, "2");
     assert_eq!(req(&app, "/manual-save", Some(&cookie)).await.body, "3");
 }
@@ -204,7 +237,10 @@ async fn required_field_missing_or_invalid_is_a_clear_500() {
     let r = req(&app, "/strict", None).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.body, "session data unusable\n");
-    let cookie = req(&app, "/put-raw/strict.profile/{\"name\":\"ada\"}", None).await.cookie().unwrap();
+    let cookie = req(&app, "/put-raw/strict.profile/{\"name\":\"ada\"}", None)
+        .await
+        .cookie()
+        .unwrap();
     assert_eq!(req(&app, "/strict", Some(&cookie)).await.body, "ada");
     req(&app, "/put-raw/strict.profile/42", Some(&cookie)).await;
     assert_eq!(req(&app, "/strict", Some(&cookie)).await.status, 500);
@@ -234,7 +270,11 @@ async fn several_views_share_one_load_one_id_and_one_cookie() {
     let cookie = r.cookie().unwrap();
     let loads = store.loads.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(req(&app, "/two", Some(&cookie)).await.body, "2 20 true");
-    assert_eq!(store.loads.load(std::sync::atomic::Ordering::SeqCst), loads + 1, "loaded once");
+    assert_eq!(
+        store.loads.load(std::sync::atomic::Ordering::SeqCst),
+        loads + 1,
+        "loaded once"
+    );
 }
 
 #[tokio::test]
@@ -244,7 +284,10 @@ async fn delete_detaches_the_typed_view() {
     let cookie = req(&app, "/visit", None).await.cookie().unwrap();
     let r = req(&app, "/logout", Some(&cookie)).await;
     assert!(r.removes_cookie());
-    assert!(store.is_empty(), "the deleted session is not re-created by the view's drop");
+    assert!(
+        store.is_empty(),
+        "the deleted session is not re-created by the view's drop"
+    );
 }
 
 #[tokio::test]
@@ -255,10 +298,19 @@ async fn timestamps_reach_the_typed_view() {
 
 #[tokio::test]
 async fn cart_example_two_namespaces_and_untyped_fallback() {
-    let layer = SessionLayer::builder(MemoryStore::new()).secret(SECRET).build().unwrap();
+    let layer = SessionLayer::builder(MemoryStore::new())
+        .secret(SECRET)
+        .build()
+        .unwrap();
     let app = cart::app(layer);
-    let cookie = send(&app, "POST", "/cart/tea", None, None).await.cookie().unwrap();
-    assert_eq!(send(&app, "POST", "/cart/milk", Some(&cookie), None).await.body, "2 items");
+    let cookie = send(&app, "POST", "/cart/tea", None, None)
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(
+        send(&app, "POST", "/cart/milk", Some(&cookie), None).await.body,
+        "2 items"
+    );
     let r = send(&app, "POST", "/login", Some(&cookie), Some("user=ada")).await;
     let cookie = r.cookie().unwrap();
     send(&app, "POST", "/theme/dark", Some(&cookie), None).await;

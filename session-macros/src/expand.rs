@@ -5,8 +5,8 @@
 //! `#[session(crate = "...")]`), uses fully qualified paths and mixed-site
 //! local names, so it neither sees nor leaks user names.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{DeriveInput, Ident, LitStr};
 
 use crate::ast::{Field, Input};
@@ -42,80 +42,92 @@ fn at(span: Span) -> Span {
     span.resolved_at(Span::mixed_site())
 }
 
+/// `tokens` with every span set to `span`: a missing `Default` for a field's
+/// type is then reported on the attribute asking for it, not on the type.
+fn respan(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .into_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// Names the generated code uses. Locals are mixed-site: invisible to, and
+/// unshadowable by, the user's tokens (types, `default = "..."` paths).
+struct Names<'a> {
+    private: &'a TokenStream,
+    reader: Ident,
+    writer: Ident,
+    /// The struct's `Default` value, with `#[session(default)]`.
+    struct_default: Ident,
+}
+
 fn impl_session_data(input: &Input<'_>, private: &TokenStream) -> TokenStream {
     let ident = input.ident;
     let where_clause = &input.generics.where_clause;
     let namespace = input.attrs.namespace.as_ref().map(LitStr::value);
     let auto = input.attrs.auto.is_some();
-
-    let reader = Ident::new("reader", Span::mixed_site());
-    let writer = Ident::new("writer", Span::mixed_site());
-    let struct_default = Ident::new("default", Span::mixed_site());
-
-    let stored: Vec<&Field<'_>> = input.fields.iter().filter(|field| field.is_stored()).collect();
-    let key_of = |field: &Field<'_>| LitStr::new(&field.key(namespace.as_deref()), Span::call_site());
-    let keys = stored.iter().map(|field| key_of(field));
-
-    // `T: Serialize + DeserializeOwned`, checked once per stored field with
-    // the error on the field's type.
-    let asserts = stored.iter().map(|field| {
-        let ty = field.ty;
-        quote_spanned!(at(field.ty_span())=> const _: () = #private::assert_field::<#ty>();)
-    });
+    let names = Names {
+        private,
+        reader: Ident::new("reader", Span::mixed_site()),
+        writer: Ident::new("writer", Span::mixed_site()),
+        struct_default: Ident::new("default", Span::mixed_site()),
+    };
 
     // With `#[session(default)]` on the struct, a field without its own
     // default takes the struct's `Default` value (so does a skipped field).
+    // The value is made only if some field uses it.
     let struct_default_span = input
         .attrs
         .default
         .filter(|_| input.fields.iter().any(|field| field.attrs.default.is_none()));
     let make_struct_default = struct_default_span.map(|span| {
         let default = quote_spanned!(at(span)=> <Self as #private::core::default::Default>::default());
+        let struct_default = &names.struct_default;
         quote!(let #struct_default: Self = #default;)
     });
 
-    let load_fields = input.fields.iter().map(|field| {
+    let mut codecs = Vec::new();
+    let mut keys = Vec::new();
+    let mut load_fields = Vec::new();
+    let mut store_fields = Vec::new();
+    for (index, field) in input.fields.iter().enumerate() {
         let member = field.ident;
-        let ty = field.ty;
-        let key = key_of(field);
-        let value = match (&field.attrs.skip, &field.attrs.default, struct_default_span) {
-            (Some(_), _, Some(_)) => quote!(#struct_default.#member),
-            (Some(span), _, None) => {
-                quote_spanned!(at(*span)=> <#ty as #private::core::default::Default>::default())
-            }
-            (None, Some((_, FieldDefault::Trait(span))), _) => {
-                let default = quote_spanned!(at(*span)=> <#ty as #private::core::default::Default>::default);
-                quote!(#reader.or_else::<#ty>(#key, #default))
-            }
-            (None, Some((_, FieldDefault::Path(path))), _) => quote!(#reader.or_else::<#ty>(#key, #path)),
-            (None, None, Some(_)) => quote!(#reader.or_value::<#ty>(#key, #struct_default.#member)),
-            (None, None, None) => quote!(#reader.required::<#ty>(#key)?),
-        };
-        quote!(#member: #value)
-    });
-
-    let store_fields = stored.iter().map(|field| {
-        let member = field.ident;
-        let key = key_of(field);
-        quote!(#writer.field(#key, &self.#member);)
-    });
+        if let Some(skip) = field.attrs.skip {
+            let value = skipped_field(field, skip, struct_default_span.is_some(), &names);
+            load_fields.push(quote!(#member: #value));
+            continue;
+        }
+        let key = LitStr::new(&field.key(namespace.as_deref()), Span::call_site());
+        let codec = format_ident!("FIELD_{}", index, span = Span::mixed_site());
+        let (item, load, store) = stored_field(field, &key, &codec, struct_default_span.is_some(), &names);
+        codecs.push(item);
+        keys.push(key);
+        load_fields.push(quote!(#member: #load));
+        store_fields.push(store);
+    }
 
     // An unused parameter would warn: name it `_` when no field is stored.
-    let reader_param = if stored.is_empty() {
-        quote!(_)
+    let (reader_param, writer_param) = if keys.is_empty() {
+        (quote!(_), quote!(_))
     } else {
-        quote!(#reader)
-    };
-    let writer_param = if stored.is_empty() {
-        quote!(_)
-    } else {
-        quote!(#writer)
+        let Names { reader, writer, .. } = &names;
+        (quote!(#reader), quote!(#writer))
     };
 
     quote! {
         #[doc(hidden)]
         const _: () = {
-            #(#asserts)*
+            #(#codecs)*
 
             #[automatically_derived]
             impl #private::SessionData for #ident #where_clause {
@@ -137,6 +149,87 @@ fn impl_session_data(input: &Input<'_>, private: &TokenStream) -> TokenStream {
             }
         };
     }
+}
+
+/// The value of a `skip` field: the struct's default's, or the type's
+/// `Default` (a missing `Default` is reported on the `skip` word).
+fn skipped_field(field: &Field<'_>, skip: Span, struct_default: bool, names: &Names<'_>) -> TokenStream {
+    let Names { private, .. } = names;
+    let member = field.ident;
+    if struct_default {
+        let struct_default = &names.struct_default;
+        quote!(#struct_default.#member)
+    } else {
+        let ty = respan(field.ty, at(skip));
+        quote_spanned!(at(skip)=> <#ty as #private::core::default::Default>::default())
+    }
+}
+
+/// A stored field: the const holding its read and write functions, the
+/// expression reading it in `__load`, and the statement writing it in
+/// `__store`.
+///
+/// The const exists so that `Serialize + DeserializeOwned` is checked in one
+/// body, on the field's type: a type that lacks them gives one error per
+/// missing trait, where calling the runtime's generic functions from
+/// `__load` and `__store` would repeat it in each.
+fn stored_field(
+    field: &Field<'_>,
+    key: &LitStr,
+    codec: &Ident,
+    struct_default: bool,
+    names: &Names<'_>,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let Names { private, reader, writer, .. } = names;
+    let member = field.ident;
+    let ty = field.ty;
+    let reader_ty = quote!(&mut #private::Reader<'_>);
+    let str_ty = quote!(&'static #private::core::primitive::str);
+
+    // (fn pointer type, function, call in `__load`)
+    let (load_ty, load_fn, load) = match &field.attrs.default {
+        Some((_, default)) => {
+            let default = match default {
+                // A missing `Default` is reported on the `default` word.
+                FieldDefault::Trait(span) => {
+                    let ty = respan(ty, at(*span));
+                    quote_spanned!(at(*span)=> <#ty as #private::core::default::Default>::default)
+                }
+                FieldDefault::Path(path) => quote!(#path),
+            };
+            (
+                quote!(fn(#reader_ty, #str_ty, fn() -> #ty) -> #ty),
+                quote!(|reader: #reader_ty, key, default: fn() -> #ty| reader.or_else::<#ty>(key, default)),
+                quote!((#codec.0)(#reader, #key, #default)),
+            )
+        }
+        None if struct_default => {
+            let struct_default = &names.struct_default;
+            (
+                quote!(fn(#reader_ty, #str_ty, #ty) -> #ty),
+                quote!(|reader: #reader_ty, key, default: #ty| reader.or_value::<#ty>(key, default)),
+                quote!((#codec.0)(#reader, #key, #struct_default.#member)),
+            )
+        }
+        None => (
+            quote!(fn(#reader_ty, #str_ty) -> #private::Result<#ty, #private::TypedError>),
+            quote!(|reader: #reader_ty, key| reader.required::<#ty>(key)),
+            quote!((#codec.0)(#reader, #key)?),
+        ),
+    };
+
+    let assert = quote_spanned!(at(field.ty_span())=> #private::assert_field::<#ty>(););
+    let item = quote! {
+        const #codec: (#load_ty, fn(&mut #private::Writer<'_>, #str_ty, &#ty)) = {
+            #assert
+            (
+                #load_fn,
+                |writer: &mut #private::Writer<'_>, key, value: &#ty| writer.field::<#ty>(key, value),
+            )
+        };
+    };
+    let store = quote!((#codec.1)(#writer, #key, &self.#member););
+    (item, load, store)
 }
 
 /// An impl that type-checks whatever the input, emitted only next to a

@@ -48,7 +48,7 @@ use proc_macro::TokenStream;
 ///
 /// Only structs with named fields and no generic parameters are supported.
 ///
-/// ```ignore
+/// ```
 /// use carafe::{Session, Typed};
 ///
 /// #[derive(Session, Default)]
@@ -67,6 +67,10 @@ use proc_macro::TokenStream;
 ///     format!("count: {}", visit.count)
 /// }
 /// ```
+// The attribute documentation that `carafe` shows on its re-export of this
+// derive; included here too so that `cargo test -p carafe-macros --doc` runs
+// its examples against the runtime (a dev-dependency).
+#[cfg_attr(doctest, doc = include_str!("../ATTRIBUTES.md"))]
 #[proc_macro_derive(Session, attributes(session))]
 pub fn derive_session(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
+
 use crate::ast::Input;
 use crate::attr::Errors;
 
@@ -38,6 +41,13 @@ pub(crate) fn check(input: &Input<'_>, errors: &mut Errors) {
 
     for field in &input.fields {
         let attrs = &field.attrs;
+        if field.is_stored() && borrows(field.ty.to_token_stream()) {
+            errors.push(syn::Error::new_spanned(
+                field.ty,
+                "a session field must own its data: a value loaded from the session cannot borrow; \
+                 use an owned type such as `String` or `Vec<T>`",
+            ));
+        }
         if let Some((_, lit)) = &attrs.rename {
             let value = lit.value();
             if value.is_empty() {
@@ -87,4 +97,15 @@ pub(crate) fn check(input: &Input<'_>, errors: &mut Errors) {
             seen.insert(key, first);
         }
     }
+}
+
+/// Whether a type has a reference anywhere (`&'static str`, `Option<&[u8]>`):
+/// such a field cannot be `DeserializeOwned`, and rustc's own error would
+/// point at the derive, not at the field.
+fn borrows(ty: TokenStream) -> bool {
+    ty.into_iter().any(|token| match token {
+        TokenTree::Punct(punct) => punct.as_char() == '&',
+        TokenTree::Group(group) => borrows(group.stream()),
+        TokenTree::Ident(_) | TokenTree::Literal(_) => false,
+    })
 }

@@ -89,9 +89,9 @@ pub use layer::{IntoBackend, ResponseFuture, SessionLayer, SessionService};
 pub use reaper::Reaper;
 pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;
-pub use store::{FileStore, MemoryStore, SessionStore};
 #[cfg(feature = "cookie-store")]
 pub use store::CookieStore;
+pub use store::{FileStore, MemoryStore, SessionStore};
 pub use typed::{SessionData, Typed};
 
 #[cfg(feature = "macros")]

@@ -96,7 +96,7 @@ impl Session {
         self.lock().data.get(key).cloned()
     }
 
-    /// Stores `value` under `key`. Writing the value a key already holds is
+    /// Stores `value` (owned or borrowed) under `key`. Writing the value a key already holds is
     /// not a change.
     ///
     /// # Errors
@@ -109,13 +109,9 @@ impl Session {
     /// session.insert("user_id", 10)?;
     /// # Ok(()) }
     /// ```
-    pub fn insert<T: Serialize + ?Sized>(
-        &self,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<(), SessionError> {
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), SessionError> {
         let key = key.into();
-        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+        let value = serde_json::to_value(&value).map_err(|source| SessionError::Serialize {
             key: key.clone(),
             source,
         })?;

@@ -351,7 +351,11 @@ impl State {
 
     fn cookie_action(&self, shared: &Shared, now: OffsetDateTime) -> Option<CookieAction> {
         if let (Some(value), true) = (&self.client_value, self.stored) {
-            return Some(CookieAction::Set(session_cookie(&shared.config, value.clone(), now)));
+            return Some(CookieAction::Set(session_cookie(
+                &shared.config,
+                value.clone(),
+                now,
+            )));
         }
         if self.cookie_due && self.stored {
             Some(CookieAction::Set(session_cookie(

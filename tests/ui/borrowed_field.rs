@@ -3,7 +3,7 @@ use carafe::Session;
 #[derive(Session)]
 struct Visit {
     count: u32,
-    name: &'static str,
+    name: Option<&'static str>,
 }
 
 fn main() {}

@@ -1,106 +1,5 @@
-//! Client-side sessions: the whole session, encrypted, in the cookie
-//! (Beaker's `session.type = cookie`).
-//!
-//! With [`CookieStore`] the server keeps nothing. At the end of a request
-//! that changed the session, the layer serializes the session's id, data and
-//! timestamps, encrypts them, and sends the result as the cookie; the next
-//! request decrypts it again. The typed and untyped session APIs work
-//! unchanged, and so do the save rules: only a written session gets a new
-//! cookie (a write, an id change, or a due accessed-time refresh with
-//! `save_accessed_time`).
-//!
-//! ```
-//! use axum::{routing::get, Router};
-//! use carafe::{CookieStore, Session, SessionLayer};
-//!
-//! async fn index(session: Session) -> String {
-//!     let count = session.get::<u32>("count").ok().flatten().unwrap_or(0) + 1;
-//!     session.insert("count", count).ok();
-//!     format!("count: {count}")
-//! }
-//!
-//! let layer = SessionLayer::builder(CookieStore::new())
-//!     .secret(b"0123456789abcdef0123456789abcdef")
-//!     .auto(true)
-//!     .build()?;
-//! let app: Router = Router::new().route("/", get(index)).layer(layer);
-//! # Ok::<(), carafe::ConfigError>(())
-//! ```
-//!
-//! # Encryption
-//!
-//! AES-256-GCM under the encryption key that HKDF-SHA256 derives from the
-//! layer's current secret (a different key than the one that signs
-//! server-side session cookies: the same raw bytes are never used for both).
-//! Every cookie gets a fresh random 96-bit nonce from the operating system's
-//! CSPRNG. The cookie value is
-//!
-//! ```text
-//! base64url-no-pad( version (1 byte) || nonce (12 bytes) || ciphertext || tag (16 bytes) )
-//! ```
-//!
-//! with the version byte and the purpose (`"carafe client-side session"`)
-//! bound as associated data, and the plaintext is the compact JSON
-//! `{"i":"<id>","c":<created>,"a":<accessed>,"e":<expires>,"d":<data>}`
-//! (timestamps in Unix seconds). A cookie is decrypted with the current key
-//! first, then with each old key (`old_secret`), so rotating the secret logs
-//! nobody out.
-//!
-//! With random 96-bit nonces, AES-GCM stays safe for about 2³² (four billion)
-//! cookies per key: rotate the secret long before one key has written that
-//! many.
-//!
-//! # Size
-//!
-//! Browsers drop cookies larger than about 4096 bytes. RFC 6265 (§6.1) asks
-//! them to accept at least 4096 bytes counting the name, the value and the
-//! attributes together; Chrome and Firefox count only name and value. The
-//! store counts the most: [`CookieStore::max_cookie_bytes`] (default 4096)
-//! bounds the whole `Set-Cookie` header value the layer would send (`name=value`
-//! and every attribute: `Path`, `Domain`, `Max-Age`, `Expires`, `Secure`,
-//! `HttpOnly`, `SameSite`; not the `Set-Cookie: ` header name). A session
-//! that would not fit is refused when it is saved: the save fails with
-//! [`StoreError::TooLarge`], the response becomes a 500 and a `tracing`
-//! error names the size and the limit. Nothing is dropped silently, and the
-//! cookie the browser already has is neither replaced nor removed.
-//!
-//! The overhead per cookie: [`CookieStore::FIXED_OVERHEAD`] (119) bytes are
-//! added to the data's compact JSON (version, nonce, tag, id, timestamps and
-//! the envelope's field names), and base64 turns every 3 bytes into 4. A
-//! session whose data is `D` bytes of JSON has a cookie value of
-//! `⌈4 (D + 119) / 3⌉` bytes: 162 for an empty session. With the default
-//! cookie name and attributes (`carafe.sid`, `Path=/`, `HttpOnly`,
-//! `SameSite=Lax`, `Secure`: 52 bytes), data up to about 2900 bytes of JSON
-//! fits in 4096.
-//!
-//! Incoming cookie values longer than the limit are not even decoded.
-//!
-//! # What a client-side store cannot do
-//!
-//! * **Revoke one session before it expires.** The server keeps no list of
-//!   live sessions, so [`Session::delete`](crate::Session::delete) (logout)
-//!   only tells the browser to drop its cookie; a copy of the cookie made
-//!   before stays valid until its idle timeout or absolute lifetime runs out.
-//!   Keep both short. The one lever is the secret: **rotating the secret and
-//!   dropping the old one logs everyone out at once** (a global logout).
-//! * **Hide the session's size.** The data is encrypted, but the cookie's
-//!   length tells anyone who sees it roughly how much data the session holds.
-//! * **Merge overlapping requests.** Each response carries the whole session;
-//!   when two requests with the same cookie overlap, the browser keeps the
-//!   cookie of the response it receives last, and the other request's changes
-//!   are lost (server-side stores merge changes to different keys).
-//!
-//! Expiry, on the other hand, does not depend on the browser: the idle and
-//! absolute expiry are checked against the timestamps inside the decrypted
-//! cookie, so an old cookie kept (or copied) past its expiry is no session.
-//! Old keys stay needed as long as a cookie encrypted with them may still be
-//! unexpired: sessions are re-encrypted with the current key only when they
-//! are written, so keep an `old_secret` for at least the idle timeout.
-//!
-//! A cookie that is not base64, is truncated, too short to hold a nonce and
-//! a tag, has another version, fails authentication under every key, or
-//! decrypts to anything but the expected JSON is no session: the request
-//! gets a fresh session with a fresh id, never an error.
+//! The client-side store: the whole session, encrypted, in the cookie. The
+//! documentation is on [`CookieStore`] (this module is private).
 
 use std::sync::Arc;
 
@@ -134,12 +33,117 @@ const MIN_RAW_LEN: usize = 1 + NONCE_LEN + TAG_LEN;
 /// The secret [`CookieStore::__fuzz_decode`] decrypts with.
 const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 
-/// The client-side, encrypted cookie store. Feature `cookie-store`.
+/// Client-side sessions: the whole session, encrypted, in the cookie
+/// (Beaker's `session.type = cookie`). Feature `cookie-store`.
 ///
 /// Pass it to [`SessionLayer::builder`](crate::SessionLayer::builder) like a
 /// server-side store; the layer's secret (and old secrets) provide the
-/// encryption keys. See the [module documentation](self) for the format,
-/// the size budget and what a client-side store cannot do.
+/// encryption keys. The server keeps nothing. At the end of a request that
+/// changed the session, the layer serializes the session's id, data and
+/// timestamps, encrypts them, and sends the result as the cookie; the next
+/// request decrypts it again. The typed and untyped session APIs work
+/// unchanged, and so do the save rules: only a written session gets a new
+/// cookie (a write, an id change, or a due accessed-time refresh with
+/// `save_accessed_time`).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use carafe::{CookieStore, Session, SessionLayer};
+///
+/// async fn index(session: Session) -> String {
+///     let count = session.get::<u32>("count").ok().flatten().unwrap_or(0) + 1;
+///     session.insert("count", &count).ok();
+///     format!("count: {count}")
+/// }
+///
+/// let layer = SessionLayer::builder(CookieStore::new())
+///     .secret(b"0123456789abcdef0123456789abcdef")
+///     .auto(true)
+///     .build()?;
+/// let app: Router = Router::new().route("/", get(index)).layer(layer);
+/// # Ok::<(), carafe::ConfigError>(())
+/// ```
+///
+/// # Encryption
+///
+/// AES-256-GCM under the encryption key that HKDF-SHA256 derives from the
+/// layer's current secret (a different key than the one that signs
+/// server-side session cookies: the same raw bytes are never used for both).
+/// Every cookie gets a fresh random 96-bit nonce from the operating system's
+/// CSPRNG. The cookie value is
+///
+/// ```text
+/// base64url-no-pad( version (1 byte) || nonce (12 bytes) || ciphertext || tag (16 bytes) )
+/// ```
+///
+/// with the version byte and the purpose (`"carafe client-side session"`)
+/// bound as associated data, and the plaintext is the compact JSON
+/// `{"i":"<id>","c":<created>,"a":<accessed>,"e":<expires>,"d":<data>}`
+/// (timestamps in Unix seconds). A cookie is decrypted with the current key
+/// first, then with each old key (`old_secret`), so rotating the secret logs
+/// nobody out.
+///
+/// With random 96-bit nonces, AES-GCM stays safe for about 2³² (four billion)
+/// cookies per key: rotate the secret long before one key has written that
+/// many.
+///
+/// # Size
+///
+/// Browsers drop cookies larger than about 4096 bytes. RFC 6265 (§6.1) asks
+/// them to accept at least 4096 bytes counting the name, the value and the
+/// attributes together; Chrome and Firefox count only name and value. The
+/// store counts the most: [`max_cookie_bytes`](Self::max_cookie_bytes)
+/// (default 4096) bounds the whole `Set-Cookie` header value the layer would
+/// send (`name=value` and every attribute: `Path`, `Domain`, `Max-Age`,
+/// `Expires`, `Secure`, `HttpOnly`, `SameSite`; not the `Set-Cookie: ` header
+/// name). A session that would not fit is refused when it is saved: the save
+/// fails with [`StoreError::TooLarge`](crate::StoreError::TooLarge), the
+/// response becomes a 500 and a `tracing` error names the size and the limit
+/// (`session too large: 4187 bytes, the limit is 4096`). Nothing is dropped
+/// silently, and the cookie the browser already has is neither replaced nor
+/// removed. A handler that calls [`Session::persist`](crate::Session::persist)
+/// gets the error itself and may recover (remove data, answer 413).
+///
+/// The overhead per cookie: [`FIXED_OVERHEAD`](Self::FIXED_OVERHEAD) (119)
+/// bytes are added to the data's compact JSON (version, nonce, tag, id,
+/// timestamps and the envelope's field names), and base64 turns every 3 bytes
+/// into 4. A
+/// session whose data is `D` bytes of JSON has a cookie value of
+/// `⌈4 (D + 119) / 3⌉` bytes: 162 for an empty session. With the default
+/// cookie name and attributes (`carafe.sid=`, `Path=/`, `HttpOnly`,
+/// `SameSite=Lax`, `Secure`: 51 bytes besides the value), data of up to 2914
+/// bytes of JSON fits in 4096.
+///
+/// Incoming cookie values longer than the limit are not even decoded.
+///
+/// # What a client-side store cannot do
+///
+/// * **Revoke one session before it expires.** The server keeps no list of
+///   live sessions, so [`Session::delete`](crate::Session::delete) (logout)
+///   only tells the browser to drop its cookie; a copy of the cookie made
+///   before stays valid until its idle timeout or absolute lifetime runs out.
+///   Keep both short. The one lever is the secret: **rotating the secret and
+///   dropping the old one logs everyone out at once** (a global logout).
+/// * **Hide the session's size.** The data is encrypted, but the cookie's
+///   length tells anyone who sees it roughly how much data the session holds.
+/// * **Merge overlapping requests.** Each response carries the whole session;
+///   when two requests with the same cookie overlap, the browser keeps the
+///   cookie of the response it receives last, and the other request's changes
+///   are lost (server-side stores merge changes to different keys).
+///
+/// Expiry, on the other hand, does not depend on the browser: the idle and
+/// absolute expiry are checked against the timestamps inside the decrypted
+/// cookie, so an old cookie kept (or copied) past its expiry is no session.
+/// Old keys stay needed as long as a cookie encrypted with them may still be
+/// unexpired: sessions are re-encrypted with the current key only when they
+/// are written, so keep an `old_secret` for at least the idle timeout.
+///
+/// A cookie that is not base64, is truncated, too short to hold a nonce and
+/// a tag, has another version, fails authentication under every key, or
+/// decrypts to anything but the expected JSON is no session: the request
+/// gets a fresh session with a fresh id, never an error.
+///
+/// Rotation and limits together:
 ///
 /// ```
 /// use carafe::{CookieStore, SessionLayer};

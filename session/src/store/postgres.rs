@@ -78,7 +78,7 @@ const CONNECT_STATEMENT_TIMEOUT: &str = "5s";
 ///
 /// PostgreSQL's `jsonb` cannot hold the character U+0000 in a string; a save
 /// with such a value fails with [`StoreError::Backend`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Statements>,
@@ -377,6 +377,17 @@ impl PostgresStore {
             row.try_get("accessed").map_err(map_err)?,
             row.try_get("expires").map_err(map_err)?,
         )
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.sql.qualified)
+            .field("delete_batch_size", &self.sql.batch)
+            .field("connections", &self.pool.size())
+            .field("closed", &self.pool.is_closed())
+            .finish()
     }
 }
 

@@ -40,7 +40,7 @@ use crate::store::SessionStore;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     sql: Arc<Statements>,
@@ -351,6 +351,17 @@ fn merge_args(change: &Change) -> Result<(String, String), StoreError> {
     Ok((patch, members))
 }
 
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.sql.table)
+            .field("delete_batch_size", &self.sql.batch)
+            .field("connections", &self.pool.size())
+            .field("closed", &self.pool.is_closed())
+            .finish()
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
@@ -473,6 +484,10 @@ mod tests {
     #[tokio::test]
     async fn update_keeps_null_values_and_odd_keys() {
         let store = memory_store().await;
+        assert_eq!(
+            format!("{store:?}"),
+            "SqliteStore { table: \"carafe_sessions\", delete_batch_size: 1000, connections: 1, closed: false }"
+        );
         let key = crate::id::SessionId::generate().store_key();
         let t = OffsetDateTime::UNIX_EPOCH;
         let mut set = Data::new();

@@ -1,4 +1,5 @@
 use axum::routing::{get, post};
+use axum::http::StatusCode;
 use axum::Router;
 use carafe::{Session, Typed};
 
@@ -25,9 +26,9 @@ async fn index(mut visit: Typed<Visit>) -> String {
     format!("count: {} user: {:?}", visit.count, visit.user_id)
 }
 
-async fn add(mut cart: Typed<Cart>, visit: Typed<Visit>, session: Session) -> Result<String, carafe::SessionError> {
+async fn add(mut cart: Typed<Cart>, visit: Typed<Visit>, session: Session) -> Result<String, StatusCode> {
     cart.items.push("tea".to_owned());
-    cart.persist().await?;
+    cart.persist().await.map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     Ok(format!("{} items, {} visits, {} keys", cart.items.len(), visit.count, session.len()))
 }
 
