@@ -91,6 +91,12 @@ pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;
 #[cfg(feature = "cookie-store")]
 pub use store::CookieStore;
+#[cfg(feature = "postgres-store")]
+pub use store::PostgresStore;
+#[cfg(feature = "redis-store")]
+pub use store::RedisStore;
+#[cfg(feature = "sqlite-store")]
+pub use store::SqliteStore;
 pub use store::{FileStore, MemoryStore, SessionStore};
 pub use typed::{SessionData, Typed};
 

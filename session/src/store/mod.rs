@@ -4,7 +4,12 @@
 //! |---|---|---|
 //! | [`MemoryStore`] | always | development and tests: lost on restart, one process |
 //! | [`FileStore`] | always | one server: one file per session in a data dir |
-#![doc = ""]
+//! | `RedisStore` | `redis-store` | several servers: one hash per session, per-key writes, Redis TTL expiry |
+//! | `PostgresStore` | `postgres-store` | several servers: a `jsonb` row per session, merged per key |
+//! | `SqliteStore` | `sqlite-store` | one server that wants a real database file |
+//! | `CookieStore` | `cookie-store` | no server state: the session is encrypted into the cookie |
+//!
+//! Every server-side store passes [`conformance::run`].
 
 use std::sync::Arc;
 
