@@ -626,7 +626,7 @@ fn internal(err: carafe::SessionError) -> (StatusCode, String) {
 
 async fn count(session: Session) -> Result<String, (StatusCode, String)> {
     let n = session.get::<u64>("count").map_err(internal)?.unwrap_or(0) + 1;
-    session.insert("count", &n).map_err(internal)?;
+    session.insert("count", n).map_err(internal)?;
     session.save();
     Ok(format!("count: {n}"))
 }
@@ -651,7 +651,7 @@ async fn logout(session: Session) -> &'static str {
 }
 
 async fn set_key(session: Session, Path(key): Path<String>) -> Result<String, (StatusCode, String)> {
-    session.insert(key.as_str(), &true).map_err(internal)?;
+    session.insert(key.as_str(), true).map_err(internal)?;
     session.save();
     Ok(format!("set {key}"))
 }

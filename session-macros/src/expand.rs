@@ -180,7 +180,12 @@ fn stored_field(
     struct_default: bool,
     names: &Names<'_>,
 ) -> (TokenStream, TokenStream, TokenStream) {
-    let Names { private, reader, writer, .. } = names;
+    let Names {
+        private,
+        reader,
+        writer,
+        ..
+    } = names;
     let member = field.ident;
     let ty = field.ty;
     let reader_ty = quote!(&mut #private::Reader<'_>);
@@ -268,5 +273,107 @@ fn stub(input: &Input<'_>, private: &TokenStream) -> TokenStream {
                 fn __store(&self, _: &mut #private::Writer<'_>) {}
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::parse_quote;
+
+    use super::derive;
+
+    fn errors(input: &syn::DeriveInput) -> Vec<String> {
+        let output = derive(input).to_string();
+        output
+            .split("compile_error !")
+            .skip(1)
+            .map(|rest| rest.split('"').nth(1).unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keys_use_namespace_rename_and_unraw() {
+        let input = parse_quote! {
+            #[session(namespace = "visit")]
+            struct Visit {
+                count: u32,
+                #[session(rename = "uid")]
+                user_id: Option<u64>,
+                r#type: String,
+                #[session(skip)]
+                scratch: Vec<u8>,
+            }
+        };
+        let output = derive(&input).to_string();
+        assert!(
+            output.contains(r#"& ["visit.count" , "visit.uid" , "visit.type"]"#),
+            "{output}"
+        );
+        assert!(errors(&input).is_empty());
+    }
+
+    #[test]
+    fn every_attribute_error_is_reported() {
+        let input = parse_quote! {
+            #[session(namespace = "", autosave, auto, auto)]
+            #[session(crate = "a b")]
+            struct Visit {
+                #[session(rename = 1, what)]
+                count: u32,
+                #[session(skip, default)]
+                scratch: Vec<u8>,
+                #[session(rename = "count")]
+                other: u32,
+                #[session(rename = "x", rename = "y")]
+                third: u32,
+            }
+        };
+        let errors = errors(&input);
+        for expected in [
+            "unknown session attribute `autosave`",
+            "duplicate `auto` attribute",
+            "`crate` must be a path",
+            "`rename` takes a string literal",
+            "unknown session field attribute `what`",
+            "duplicate `rename` attribute",
+            "`namespace` must not be empty",
+            "`default` cannot be combined with `skip`",
+            "fields `count` and `other` both use the session key",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected:?} not in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), 9, "{errors:#?}");
+    }
+
+    #[test]
+    fn an_error_still_emits_a_stub_impl() {
+        let input = parse_quote! {
+            #[session(bogus)]
+            struct Visit { count: u32 }
+        };
+        let output = derive(&input).to_string();
+        assert!(output.contains("compile_error"));
+        assert!(
+            output.contains("impl :: carafe :: __private :: SessionData for Visit"),
+            "{output}"
+        );
+        assert!(output.contains("unreachable"));
+    }
+
+    #[test]
+    fn crate_overrides_the_runtime_path() {
+        let input = parse_quote! {
+            #[session(crate = "my::rt")]
+            struct Visit { count: u32 }
+        };
+        let output = derive(&input).to_string();
+        assert!(
+            output.contains("impl my :: rt :: __private :: SessionData for Visit"),
+            "{output}"
+        );
+        assert!(!output.contains(":: carafe"), "{output}");
     }
 }

@@ -122,14 +122,14 @@ fn keys_and_auto() {
 #[tokio::test]
 async fn loads_every_kind_of_field() {
     let (status, _) = in_session(|session| {
-        session.insert("visit.count", &3_u32).unwrap();
-        session.insert("visit.uid", &42_u64).unwrap();
-        session.insert("visit.tags", &["a", "b"]).unwrap();
-        session.insert("visit.theme", &Theme::Light).unwrap();
+        session.insert("visit.count", 3_u32).unwrap();
+        session.insert("visit.uid", 42_u64).unwrap();
+        session.insert("visit.tags", ["a", "b"]).unwrap();
+        session.insert("visit.theme", Theme::Light).unwrap();
         session.insert("visit.type", "member").unwrap();
         // Keys the struct does not own are left alone.
-        session.insert("visit.scratch", &7).unwrap();
-        session.insert("count", &99).unwrap();
+        session.insert("visit.scratch", 7).unwrap();
+        session.insert("count", 99).unwrap();
         let visit = Typed::<Visit>::from_session(session).unwrap();
         assert_eq!(visit.count, 3);
         assert_eq!(visit.user_id, Some(42));
@@ -145,7 +145,7 @@ async fn loads_every_kind_of_field() {
 #[tokio::test]
 async fn missing_fields_take_their_defaults() {
     let (status, saved) = in_session(|session| {
-        session.insert("visit.count", &1_u32).unwrap();
+        session.insert("visit.count", 1_u32).unwrap();
         let visit = Typed::<Visit>::from_session(session).unwrap();
         assert_eq!(visit.user_id, None, "a missing Option field is None");
         assert!(visit.tags.is_empty(), "`default` gives Default::default()");
@@ -184,8 +184,8 @@ async fn an_undecodable_required_field_is_an_error() {
 #[tokio::test]
 async fn an_undecodable_defaulted_field_falls_back_to_its_default() {
     in_session(|session| {
-        session.insert("visit.count", &1_u32).unwrap();
-        session.insert("visit.tags", &12).unwrap();
+        session.insert("visit.count", 1_u32).unwrap();
+        session.insert("visit.tags", 12).unwrap();
         session.insert("visit.theme", "Purple").unwrap();
         session.insert("visit.uid", "not a number").unwrap();
         // `uid` has no default: an Option field is only None when missing.
@@ -216,8 +216,8 @@ async fn struct_default_provides_missing_and_undecodable_fields() {
         );
         drop(prefs);
 
-        session.insert("prefs.page_size", &50_u32).unwrap();
-        session.insert("prefs.theme", &Theme::Light).unwrap();
+        session.insert("prefs.page_size", 50_u32).unwrap();
+        session.insert("prefs.theme", Theme::Light).unwrap();
         let prefs = Typed::<Prefs>::from_session(session).unwrap();
         assert_eq!((prefs.page_size, &prefs.theme), (50, &Theme::Light));
     })
@@ -227,11 +227,11 @@ async fn struct_default_provides_missing_and_undecodable_fields() {
 #[tokio::test]
 async fn writes_back_only_changed_stored_fields_under_their_keys() {
     let (status, saved) = in_session(|session| {
-        session.insert("visit.count", &1_u32).unwrap();
-        session.insert("visit.uid", &5_u64).unwrap();
+        session.insert("visit.count", 1_u32).unwrap();
+        session.insert("visit.uid", 5_u64).unwrap();
         let mut visit = Typed::<Visit>::from_session(session.clone()).unwrap();
         session.remove("visit.count");
-        session.insert("visit.count", &1_u32).unwrap();
+        session.insert("visit.count", 1_u32).unwrap();
         visit.count += 1;
         visit.scratch.hits += 1;
         visit.flush();
@@ -297,7 +297,7 @@ async fn auto_saves_and_manual_does_not() {
     assert!(saved, "save() saves");
 
     let (_, saved) = in_session(|session| {
-        session.insert("visit.count", &1_u32).unwrap();
+        session.insert("visit.count", 1_u32).unwrap();
         // Nothing asked for a save yet: the untyped insert alone is not saved.
         let mut visit = Typed::<Visit>::from_session(session.clone()).unwrap();
         visit.count += 1;
@@ -325,7 +325,7 @@ mod reexport {
 async fn crate_path_reaches_the_runtime_through_a_reexport() {
     assert_eq!(<reexport::Reexported as SessionData>::KEYS, ["re.count"]);
     in_session(|session| {
-        session.insert("re.count", &4_u32).unwrap();
+        session.insert("re.count", 4_u32).unwrap();
         let view = Typed::<reexport::Reexported>::from_session(session).unwrap();
         assert_eq!(view.count, 4);
     })

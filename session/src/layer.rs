@@ -87,7 +87,7 @@ pub(crate) mod sealed {
 /// The session middleware: one per application.
 ///
 /// For each request it puts a session handle in the request's extensions,
-/// where the [`Session`](crate::Session) and [`Typed`](crate::Typed)
+/// where the [`Session`](struct@crate::Session) and [`Typed`](crate::Typed)
 /// extractors find it. Nothing is read from the cookie or the store until a
 /// handler extracts the session; a request that never does costs one small
 /// allocation and sets no cookie.

@@ -2,7 +2,7 @@
 //! stack, after Python Beaker's `SessionMiddleware`.
 //!
 //! * [`SessionLayer`]: the middleware. One per application.
-//! * [`Session`]: the untyped, dict-style session; an axum extractor.
+//! * [`Session`](struct@Session): the untyped, dict-style session; an axum extractor.
 //! * `#[derive(Session)]` and [`Typed`]: a plain struct as a typed,
 //!   dirty-tracked view of the session (see [`Typed`] and the derive's
 //!   documentation).

@@ -105,7 +105,7 @@ impl<T: SessionData> Typed<T> {
 
     /// Writes changed fields into the session now. Called by `save`,
     /// `persist`, `cycle_id` and on drop; call it yourself before using the
-    /// untyped [`Session`] for keys this struct owns in the same request.
+    /// untyped [`Session`](struct@Session) for keys this struct owns in the same request.
     ///
     /// ```
     /// # use carafe::{Session, Typed};

@@ -154,8 +154,10 @@ impl RedisStore {
     pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
 
     /// A store on the Redis server at `url` (such as
-    /// `redis://127.0.0.1:6379` or `rediss://user:password@host/2`), with the
-    /// default key prefix and timeouts.
+    /// `redis://127.0.0.1:6379`, `redis://:password@host:6379/2` or
+    /// `redis+unix:///run/redis.sock`), with the default key prefix and
+    /// timeouts. (`rediss://` URLs need one of the `redis` crate's TLS
+    /// features, enabled in your own `Cargo.toml`.)
     ///
     /// Nothing is sent to the server yet: the store connects on first use,
     /// so an application can start while Redis is down (see

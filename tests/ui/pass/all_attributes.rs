@@ -21,7 +21,16 @@ fn default_theme() -> String {
 
 fn main() {
     assert!(Visit::AUTO);
-    assert_eq!(Visit::KEYS, ["visit.count", "visit.uid", "visit.tags", "visit.theme", "visit.type"]);
+    assert_eq!(
+        Visit::KEYS,
+        [
+            "visit.count",
+            "visit.uid",
+            "visit.tags",
+            "visit.theme",
+            "visit.type"
+        ]
+    );
     let _ = fields;
 }
 

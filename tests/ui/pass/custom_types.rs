@@ -35,6 +35,15 @@ struct Cart {
 fn main() {
     assert_eq!(
         Cart::KEYS,
-        ["cart.items", "cart.theme", "cart.coupons", "cart.history", "cart.note", "cart.json", "cart.pair", "cart.unit"]
+        [
+            "cart.items",
+            "cart.theme",
+            "cart.coupons",
+            "cart.history",
+            "cart.note",
+            "cart.json",
+            "cart.pair",
+            "cart.unit"
+        ]
     );
 }

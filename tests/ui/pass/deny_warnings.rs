@@ -81,7 +81,10 @@ pub struct Required {
 }
 
 fn main() {
-    assert_eq!(Strict::KEYS, ["strict.count", "strict.uid", "strict.tags", "strict.one"]);
+    assert_eq!(
+        Strict::KEYS,
+        ["strict.count", "strict.uid", "strict.tags", "strict.one"]
+    );
     assert!(NothingStored::KEYS.is_empty() && Empty::KEYS.is_empty());
     assert_eq!(Required::KEYS.len(), 2);
 }

@@ -1,5 +1,5 @@
-use axum::routing::{get, post};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::Router;
 use carafe::{Session, Typed};
 
@@ -28,8 +28,15 @@ async fn index(mut visit: Typed<Visit>) -> String {
 
 async fn add(mut cart: Typed<Cart>, visit: Typed<Visit>, session: Session) -> Result<String, StatusCode> {
     cart.items.push("tea".to_owned());
-    cart.persist().await.map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    Ok(format!("{} items, {} visits, {} keys", cart.items.len(), visit.count, session.len()))
+    cart.persist()
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(format!(
+        "{} items, {} visits, {} keys",
+        cart.items.len(),
+        visit.count,
+        session.len()
+    ))
 }
 
 fn main() {

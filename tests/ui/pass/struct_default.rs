@@ -38,7 +38,10 @@ struct AllFieldDefaults {
 }
 
 fn main() {
-    assert_eq!(Prefs::KEYS, ["prefs.theme", "prefs.page_size", "prefs.recent", "prefs.tags"]);
+    assert_eq!(
+        Prefs::KEYS,
+        ["prefs.theme", "prefs.page_size", "prefs.recent", "prefs.tags"]
+    );
     assert_eq!(AllFieldDefaults::KEYS, ["count"]);
     let _: fn(&Prefs) -> Option<&String> = |prefs| prefs.cache.as_ref();
 }
