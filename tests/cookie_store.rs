@@ -89,7 +89,7 @@ fn app(layer: SessionLayer) -> Router {
             "/count",
             get(|session: Session| async move {
                 let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
-                session.insert("count", &n).unwrap();
+                session.insert("count", n).unwrap();
                 format!("count: {n}")
             }),
         )
@@ -97,7 +97,7 @@ fn app(layer: SessionLayer) -> Router {
             "/count-save",
             get(|session: Session| async move {
                 let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
-                session.insert("count", &n).unwrap();
+                session.insert("count", n).unwrap();
                 session.save();
                 format!("count: {n}")
             }),
@@ -112,7 +112,7 @@ fn app(layer: SessionLayer) -> Router {
                 // writes the value the session already holds: no change
                 let n = session.get::<u32>("count").unwrap();
                 if let Some(n) = n {
-                    session.insert("count", &n).unwrap();
+                    session.insert("count", n).unwrap();
                 }
                 format!("{n:?}")
             }),
@@ -120,7 +120,7 @@ fn app(layer: SessionLayer) -> Router {
         .route(
             "/set",
             get(|session: Session, q: Params| async move {
-                session.insert(param(&q, "k"), &param(&q, "v")).unwrap();
+                session.insert(param(&q, "k"), param(&q, "v")).unwrap();
                 "set"
             }),
         )
@@ -158,7 +158,7 @@ fn app(layer: SessionLayer) -> Router {
             "/big",
             get(|session: Session, q: Params| async move {
                 let n: usize = param(&q, "n").parse().unwrap();
-                session.insert("big", &"x".repeat(n)).unwrap();
+                session.insert("big", "x".repeat(n)).unwrap();
                 "big"
             }),
         )
@@ -166,7 +166,7 @@ fn app(layer: SessionLayer) -> Router {
             "/big-persist",
             get(|session: Session, q: Params| async move {
                 let n: usize = param(&q, "n").parse().unwrap();
-                session.insert("big", &"x".repeat(n)).unwrap();
+                session.insert("big", "x".repeat(n)).unwrap();
                 match session.persist().await {
                     Ok(()) => (StatusCode::OK, "persisted".to_owned()),
                     Err(err) => {
@@ -181,7 +181,7 @@ fn app(layer: SessionLayer) -> Router {
             "/values",
             get(|session: Session| async move {
                 for (k, v) in odd_values() {
-                    session.insert(k, &v).unwrap();
+                    session.insert(k, v).unwrap();
                 }
                 "stored"
             }),
@@ -229,7 +229,7 @@ fn app(layer: SessionLayer) -> Router {
             "/invalidate",
             post(|session: Session| async move {
                 session.invalidate();
-                session.insert("fresh", &1).unwrap();
+                session.insert("fresh", 1).unwrap();
                 session.save();
                 "invalidated"
             }),
@@ -237,7 +237,7 @@ fn app(layer: SessionLayer) -> Router {
         .route(
             "/fail",
             get(|session: Session| async move {
-                session.insert("count", &999).unwrap();
+                session.insert("count", 999).unwrap();
                 (StatusCode::INTERNAL_SERVER_ERROR, "boom")
             }),
         )
@@ -1087,7 +1087,7 @@ async fn overlapping_requests_the_last_response_cookie_wins() {
                 async move {
                     // both requests have loaded the same cookie before either writes
                     barrier.wait().await;
-                    session.insert(param(&q, "k"), &1).unwrap();
+                    session.insert(param(&q, "k"), 1).unwrap();
                     "written"
                 }
             }),
@@ -1103,7 +1103,7 @@ async fn overlapping_requests_the_last_response_cookie_wins() {
         .route(
             "/start",
             get(|session: Session| async move {
-                session.insert("start", &0).unwrap();
+                session.insert("start", 0).unwrap();
                 "started"
             }),
         )

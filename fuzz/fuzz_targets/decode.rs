@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let changed = data.iter().take(raw.len()).any(|&m| m != 0);
     let accepted = CookieStore::__fuzz_decode(URL_SAFE_NO_PAD.encode(&raw).as_bytes()).is_some();
-    assert_eq!(accepted, !changed, "a changed cookie decoded, or the genuine one did not");
+    assert_eq!(
+        accepted, !changed,
+        "a changed cookie decoded, or the genuine one did not"
+    );
 
     // 3. the input spliced into the genuine cookie's text
     if let Some((&at, rest)) = data.split_first() {
@@ -50,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
         spliced.extend_from_slice(rest);
         spliced.extend_from_slice(&genuine[at..]);
         if spliced != genuine {
-            assert!(CookieStore::__fuzz_decode(&spliced).is_none(), "a spliced cookie decoded");
+            assert!(
+                CookieStore::__fuzz_decode(&spliced).is_none(),
+                "a spliced cookie decoded"
+            );
         }
     }
 });

@@ -52,6 +52,26 @@ impl IntoResponse for SessionRejection {
     }
 }
 
+/// A handler may return `Result<_, SessionError>`: an error answers 500
+/// and is logged.
+///
+/// ```
+/// async fn handler(session: carafe::Session) -> Result<String, carafe::SessionError> {
+///     session.persist().await?;
+///     Ok("saved".into())
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
+/// ```
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "session error; answering 500");
+        match self {
+            SessionError::Store(_) => store_failure(),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error\n").into_response(),
+        }
+    }
+}
+
 impl Session {
     /// The session of a request, from its extensions (for tower middleware
     /// and services other than axum handlers), loaded from the store if this

@@ -101,4 +101,5 @@ pub use store::{FileStore, MemoryStore, SessionStore};
 pub use typed::{SessionData, Typed};
 
 #[cfg(feature = "macros")]
+#[doc = include_str!("../../session-macros/ATTRIBUTES.md")]
 pub use carafe_macros::Session;

@@ -52,7 +52,7 @@ const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 ///
 /// async fn index(session: Session) -> String {
 ///     let count = session.get::<u32>("count").ok().flatten().unwrap_or(0) + 1;
-///     session.insert("count", &count).ok();
+///     session.insert("count", count).ok();
 ///     format!("count: {count}")
 /// }
 ///
