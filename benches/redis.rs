@@ -13,35 +13,20 @@
 //! `redis://127.0.0.1:6379`). Without a server the benchmark prints
 //! `skipped: no Redis at URL` and measures nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
+#[path = "../tests/support/records.rs"]
+mod records;
+#[path = "../tests/support/servers.rs"]
+mod servers;
 
 use carafe::store::RedisStore;
 use carafe::{Change, Data, SaveKind, SessionId, SessionStore, StoreKey};
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde_json::json;
+use proxy::CountingProxy;
+use records::{now, one_key, twenty_keys};
+use servers::{redis_url, RedisUrl};
 use time::{Duration, OffsetDateTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn redis_url() -> String {
-    std::env::var("CARAFE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now - Duration::nanoseconds(i64::from(now.nanosecond()))
-}
-
-fn twenty_keys() -> Data {
-    (0..20)
-        .map(|i| {
-            (
-                format!("field-{i:02}"),
-                json!({ "id": i, "text": "lorem ipsum ".repeat(8) }),
-            )
-        })
-        .collect()
-}
 
 fn change(kind: SaveKind, set: Data, expires: OffsetDateTime) -> Change {
     let t = now();
@@ -55,72 +40,26 @@ fn change(kind: SaveKind, set: Data, expires: OffsetDateTime) -> Change {
     }
 }
 
-fn one_key() -> Data {
-    let mut set = Data::new();
-    set.insert("field-05".into(), json!({ "id": 5, "text": "changed" }));
-    set
-}
-
-/// A TCP proxy that counts the bytes its clients send to the server.
-/// Returns the URL to connect to and the counter.
-async fn counting_proxy(url: &str) -> std::io::Result<(String, Arc<AtomicU64>)> {
-    let rest = url.strip_prefix("redis://").unwrap_or(url);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, host) = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => (format!("{userinfo}@"), host.to_owned()),
-        None => (String::new(), authority.to_owned()),
-    };
-    let host = if host.contains(':') {
-        host
-    } else {
-        format!("{host}:6379")
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let proxy_url = format!("redis://{userinfo}{}/{path}", listener.local_addr()?);
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&host).await else {
-                continue;
-            };
-            let counter = counter.clone();
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            tokio::spawn(async move {
-                let mut buf = vec![0; 64 * 1024];
-                while let Ok(n @ 1..) = client_read.read(&mut buf).await {
-                    counter.fetch_add(n as u64, Ordering::SeqCst);
-                    if server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-            });
-        }
-    });
-    Ok((proxy_url, sent))
-}
-
 /// The bytes one save sends.
 async fn bytes_sent(
     store: &RedisStore,
     key: &StoreKey,
-    sent: &AtomicU64,
+    proxy: &CountingProxy,
     change: Change,
 ) -> Result<u64, carafe::StoreError> {
-    let before = sent.load(Ordering::SeqCst);
+    let before = proxy.sent();
     store.save(key, &change).await?;
-    Ok(sent.load(Ordering::SeqCst) - before)
+    Ok(proxy.sent() - before)
 }
 
 /// Prints the bytes sent by a whole-record create, a 1-key update and a
 /// touch of a 20-key session.
 async fn bytes_per_save(url: &str, prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let (proxy_url, sent) = counting_proxy(url).await?;
-    let store = RedisStore::builder(proxy_url).prefix(prefix).build()?;
+    let target = RedisUrl::parse(url)?;
+    let proxy = CountingProxy::start(target.host.clone()).await?;
+    let store = RedisStore::builder(target.with_host(&proxy.addr.to_string()))
+        .prefix(prefix)
+        .build()?;
     let expires = now() + Duration::minutes(5);
     let k = SessionId::generate().store_key();
     // Warm up: connect and load the script.
@@ -132,12 +71,12 @@ async fn bytes_per_save(url: &str, prefix: &str) -> Result<(), Box<dyn std::erro
     let whole = bytes_sent(
         &store,
         &k,
-        &sent,
+        &proxy,
         change(SaveKind::Create, twenty_keys(), expires),
     )
     .await?;
-    let partial = bytes_sent(&store, &k, &sent, change(SaveKind::Update, one_key(), expires)).await?;
-    let touch = bytes_sent(&store, &k, &sent, change(SaveKind::Update, Data::new(), expires)).await?;
+    let partial = bytes_sent(&store, &k, &proxy, change(SaveKind::Update, one_key(), expires)).await?;
+    let touch = bytes_sent(&store, &k, &proxy, change(SaveKind::Update, Data::new(), expires)).await?;
     store.delete(&k).await?;
     println!(
         "redis bytes sent per save of a 20-key session: whole record (create) {whole} B, \
@@ -160,7 +99,7 @@ fn redis(c: &mut Criterion) {
         Some(store)
     });
     let Some(store) = store else {
-        println!("skipped: no Redis at {url}");
+        servers::skip("Redis", &url);
         return;
     };
 

@@ -46,21 +46,21 @@ async fn untyped(s: Session) -> String {
             f0 = v.and_then(|v| v.as_u64()).unwrap_or(0);
         }
     }
-    s.insert("f0", &(f0 + 1)).ok();
+    s.insert("f0", f0 + 1).ok();
     (f0 + 1).to_string()
 }
 
 async fn seed(s: Session) -> &'static str {
-    s.insert("f0", &0u64).ok();
-    s.insert("f1", &1u64).ok();
+    s.insert("f0", 0u64).ok();
+    s.insert("f1", 1u64).ok();
     s.insert("f2", "two").ok();
     s.insert("f3", "three").ok();
-    s.insert("f4", &vec![1u32, 2, 3]).ok();
-    s.insert("f5", &Some("five")).ok();
-    s.insert("f6", &true).ok();
-    s.insert("f7", &7u64).ok();
+    s.insert("f4", vec![1u32, 2, 3]).ok();
+    s.insert("f5", Some("five")).ok();
+    s.insert("f6", true).ok();
+    s.insert("f7", 7u64).ok();
     s.insert("f8", "eight").ok();
-    s.insert("f9", &vec!["nine".to_string()]).ok();
+    s.insert("f9", vec!["nine".to_string()]).ok();
     "seeded"
 }
 

@@ -24,71 +24,16 @@
 //! in each other's way). If PostgreSQL goes away later, session routes
 //! answer 500 until it is back and `/health` keeps answering.
 
-use axum::routing::{get, post};
-use axum::{Form, Router};
+// The routes and the typed session are the quickstart's: one HTTP contract,
+// in one place. Only the store differs.
+#[allow(dead_code)]
+#[path = "quickstart.rs"]
+mod quickstart;
+
 use carafe::store::PostgresStore;
-use carafe::{Key, Reaper, Session, SessionLayer, Typed};
-use serde::Deserialize;
-
-/// The visitor's session, typed: one session key per field.
-#[derive(carafe::Session, Default, Debug)]
-#[session(auto, default)]
-pub struct Visit {
-    /// How many times `/` was requested.
-    count: u32,
-    /// Who logged in, if anyone.
-    user: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Login {
-    user: String,
-}
-
-async fn index(mut visit: Typed<Visit>) -> String {
-    visit.count += 1;
-    format!("count: {}", visit.count)
-}
-
-async fn login(mut visit: Typed<Visit>, Form(form): Form<Login>) -> String {
-    visit.user = Some(form.user.clone());
-    // a new id at every change of privilege: the defence against fixation
-    visit.cycle_id();
-    format!("logged in as {}", form.user)
-}
-
-async fn whoami(visit: Typed<Visit>) -> String {
-    visit.user.clone().unwrap_or_else(|| "anonymous".into())
-}
-
-async fn logout(session: Session) -> &'static str {
-    session.delete();
-    "logged out"
-}
-
-/// The application: routes behind the session layer.
-pub fn app(layer: SessionLayer) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/health", get(|| async { "ok" }))
-        .route("/login", post(login))
-        .route("/whoami", get(whoami))
-        .route("/logout", post(logout))
-        .layer(layer)
-}
-
-/// The signing key from `CARAFE_SECRET`, or a random one for this run.
-pub fn key_from_env() -> Result<Key, carafe::ConfigError> {
-    match std::env::var("CARAFE_SECRET") {
-        Ok(secret) => Key::from_secret(secret),
-        Err(_) => {
-            tracing::warn!(
-                "CARAFE_SECRET is not set: using a random key, sessions will not survive a restart"
-            );
-            Ok(Key::generate())
-        }
-    }
-}
+use carafe::{Reaper, SessionLayer};
+pub use quickstart::app;
+use quickstart::key_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

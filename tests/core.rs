@@ -24,7 +24,7 @@ fn counter_app(layer: SessionLayer) -> Router {
             "/count",
             get(|session: Session| async move {
                 let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
-                session.insert("count", &n).unwrap();
+                session.insert("count", n).unwrap();
                 format!("count: {n}")
             }),
         )
@@ -32,7 +32,7 @@ fn counter_app(layer: SessionLayer) -> Router {
             "/count-save",
             get(|session: Session| async move {
                 let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
-                session.insert("count", &n).unwrap();
+                session.insert("count", n).unwrap();
                 session.save();
                 format!("count: {n}")
             }),
@@ -44,7 +44,7 @@ fn counter_app(layer: SessionLayer) -> Router {
         .route(
             "/persist",
             get(|session: Session| async move {
-                session.insert("persisted", &true).unwrap();
+                session.insert("persisted", true).unwrap();
                 session.persist().await.unwrap();
                 "persisted"
             }),
@@ -77,7 +77,7 @@ fn counter_app(layer: SessionLayer) -> Router {
             "/invalidate",
             post(|session: Session| async move {
                 session.invalidate();
-                session.insert("fresh", &1).unwrap();
+                session.insert("fresh", 1).unwrap();
                 session.save();
                 "invalidated"
             }),
@@ -85,7 +85,7 @@ fn counter_app(layer: SessionLayer) -> Router {
         .route(
             "/fail",
             get(|session: Session| async move {
-                session.insert("count", &999).unwrap();
+                session.insert("count", 999).unwrap();
                 (StatusCode::INTERNAL_SERVER_ERROR, "boom")
             }),
         )
@@ -186,7 +186,7 @@ async fn persist_writes_during_the_request() {
             get(move |session: Session| {
                 let seen = seen.clone();
                 async move {
-                    session.insert("k", &1).unwrap();
+                    session.insert("k", 1).unwrap();
                     session.persist().await.unwrap();
                     // written before the handler returns, even though it then fails
                     assert_eq!(seen.len(), 1);
@@ -229,7 +229,7 @@ async fn app_cache_control_is_kept() {
         .route(
             "/",
             get(|session: Session| async move {
-                session.insert("a", &1).unwrap();
+                session.insert("a", 1).unwrap();
                 ([(http::header::CACHE_CONTROL, "private, max-age=0")], "x")
             }),
         )
@@ -674,7 +674,7 @@ async fn a_panicking_handler_writes_nothing() {
         .route(
             "/",
             get(|session: Session| async move {
-                session.insert("k", &1).unwrap();
+                session.insert("k", 1).unwrap();
                 if session.len() == 1 {
                     panic!("handler panicked");
                 }
@@ -723,7 +723,7 @@ async fn store_failure_while_saving_is_a_500() {
             get(move |session: Session| {
                 let fail = fail.clone();
                 async move {
-                    session.insert("k", &1).unwrap();
+                    session.insert("k", 1).unwrap();
                     fail.fail(true);
                     "written?"
                 }
@@ -849,7 +849,7 @@ async fn session_is_loaded_once_per_request() {
         .route(
             "/",
             get(|a: Session, b: Session| async move {
-                a.insert("k", &1).unwrap();
+                a.insert("k", 1).unwrap();
                 let seen: Option<u32> = b.get("k").unwrap();
                 let c = Session::from_extensions(&http::Extensions::new()).await.is_err();
                 format!("{seen:?} {c}")
@@ -871,15 +871,15 @@ async fn writing_the_same_value_is_not_a_change() {
         .route(
             "/",
             get(|s: Session| async move {
-                s.insert("k", &1).unwrap();
+                s.insert("k", 1).unwrap();
                 "ok"
             }),
         )
         .route(
             "/toggle",
             get(|s: Session| async move {
-                s.insert("k", &2).unwrap();
-                s.insert("k", &1).unwrap();
+                s.insert("k", 2).unwrap();
+                s.insert("k", 1).unwrap();
                 s.remove("nothing");
                 "ok"
             }),
@@ -901,7 +901,7 @@ async fn only_changed_keys_reach_the_store() {
             "/init",
             get(|s: Session| async move {
                 for i in 0..20 {
-                    s.insert(format!("k{i}"), &i).unwrap();
+                    s.insert(format!("k{i}"), i).unwrap();
                 }
                 "ok"
             }),
@@ -909,7 +909,7 @@ async fn only_changed_keys_reach_the_store() {
         .route(
             "/one",
             get(|s: Session| async move {
-                s.insert("k3", &"changed").unwrap();
+                s.insert("k3", "changed").unwrap();
                 s.remove("k4");
                 "ok"
             }),
@@ -932,7 +932,7 @@ async fn overlapping_writes_keep_every_key(store: impl SessionStore + Clone) {
         .route(
             "/init",
             get(|s: Session| async move {
-                s.insert("init", &true).unwrap();
+                s.insert("init", true).unwrap();
                 "ok"
             }),
         )
@@ -944,7 +944,7 @@ async fn overlapping_writes_keep_every_key(store: impl SessionStore + Clone) {
                     async move {
                         // every request has loaded before any writes
                         b.wait().await;
-                        s.insert(format!("key{n}"), &n).unwrap();
+                        s.insert(format!("key{n}"), n).unwrap();
                         "ok"
                     }
                 },
@@ -993,7 +993,7 @@ async fn logout_racing_a_slow_request(store: impl SessionStore + Clone) {
                 async move {
                     l.notify_one();
                     g.notified().await;
-                    s.insert("late", &true).unwrap();
+                    s.insert("late", true).unwrap();
                     "slow done"
                 }
             }),

@@ -29,14 +29,14 @@ fn app(store: impl SessionStore, clock: &MockClock) -> Router {
             "/count",
             get(|session: Session| async move {
                 let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
-                session.insert("count", &n).unwrap();
+                session.insert("count", n).unwrap();
                 format!("count: {n}")
             }),
         )
         .route(
             "/big",
             get(|session: Session| async move {
-                session.insert("big", &"x".repeat(64 * 1024)).unwrap();
+                session.insert("big", "x".repeat(64 * 1024)).unwrap();
                 "big"
             }),
         )

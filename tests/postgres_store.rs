@@ -1,7 +1,8 @@
 //! `PostgresStore` against a real PostgreSQL server: the conformance suite,
-//! partial writes, bad rows, batched reaping, the reaper, and the store
-//! behind the session layer over real sockets (overlapping requests, two
-//! app instances, an unreachable database, a statement timeout).
+//! partial writes (and the bytes a save sends), bad rows, batched reaping,
+//! the reaper, and the store behind the session layer over real sockets
+//! (overlapping requests, two app instances, an unreachable database, a
+//! statement timeout).
 //!
 //! The server is found through `CARAFE_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Without a server each test
@@ -20,56 +21,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use axum::extract::{Form, Path};
-use axum::routing::{get, post};
-use axum::Router;
 use carafe::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use carafe::store::sqlx::{self, Connection, PgConnection, PgPool};
 use carafe::store::{conformance, PostgresStore, PostgresStoreBuilder};
 use carafe::{
-    Change, ConfigError, Data, MemoryStore, MockClock, Reaper, SaveKind, SaveOutcome, Session, SessionId,
-    SessionLayer, SessionStore, StoreError, StoreKey,
+    Change, ConfigError, Data, MemoryStore, MockClock, Reaper, SaveOutcome, SessionLayer, SessionStore,
+    StoreError, StoreKey,
 };
 use http::StatusCode;
 use serde_json::{json, Value};
+use support::apps::{app, fifty_overlapping_requests, one_session_on_two_instances};
+use support::client::cookie_of;
+use support::proxy::CountingProxy;
+use support::records::{create, data, key, one_key, random, twenty_keys, update};
+use support::servers::{available, in_ci, postgres_url, skip};
 use support::{http, now, serve, SECRET};
 use time::{Duration, OffsetDateTime};
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn url() -> String {
-    std::env::var("CARAFE_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// The URL without a password, for messages.
-fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Prints the skip line. Written to the process's stdout rather than with
-/// `println!`, which the test harness captures for passing tests, so the
-/// line shows up in a plain `cargo test` run.
-fn skip(url: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stdout().lock(),
-        "skipped: no PostgreSQL at {}",
-        redacted(url)
-    );
-}
-
-fn random(prefix: &str) -> String {
-    format!("{prefix}{}", &SessionId::generate().expose()[..12])
-}
 
 /// A schema of its own on the test server; dropped, with everything in
 /// it, when the guard is dropped (also when the test fails).
@@ -85,9 +52,9 @@ impl Db {
     async fn new() -> Option<Db> {
         // Once a test found no server, the others skip without waiting.
         static UNREACHABLE: AtomicBool = AtomicBool::new(false);
-        let url = url();
-        if UNREACHABLE.load(Ordering::Relaxed) && !std::env::var("CI").is_ok_and(|v| v == "true") {
-            skip(&url);
+        let url = postgres_url();
+        if UNREACHABLE.load(Ordering::Relaxed) && !in_ci() {
+            skip("PostgreSQL", &url);
             return None;
         }
         let connected = PgPoolOptions::new()
@@ -95,17 +62,10 @@ impl Db {
             .acquire_timeout(StdDuration::from_secs(3))
             .connect(&url)
             .await;
-        let pool = match connected {
-            Ok(pool) => pool,
-            Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("no PostgreSQL at {} ({err}) and CI=true", redacted(&url))
-            }
-            Err(_) => {
-                UNREACHABLE.store(true, Ordering::Relaxed);
-                skip(&url);
-                return None;
-            }
-        };
+        if connected.is_err() {
+            UNREACHABLE.store(true, Ordering::Relaxed);
+        }
+        let pool = available("PostgreSQL", &url, connected)?;
         let schema = random("carafe_test_");
         sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
             .execute(&pool)
@@ -176,39 +136,6 @@ impl Drop for Db {
 fn quoted(store: &PostgresStore) -> String {
     let (schema, table) = store.table().split_once('.').expect("schema.table");
     format!("\"{schema}\".\"{table}\"")
-}
-
-fn key() -> StoreKey {
-    SessionId::generate().store_key()
-}
-
-fn data(value: Value) -> Data {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-fn create(set: Data, t: OffsetDateTime) -> Change {
-    Change {
-        kind: SaveKind::Create,
-        set,
-        removed: vec![],
-        created: t,
-        accessed: t,
-        expires: t + Duration::days(1),
-    }
-}
-
-fn update(set: Data, removed: &[&str], t: OffsetDateTime) -> Change {
-    Change {
-        kind: SaveKind::Update,
-        set,
-        removed: removed.iter().map(|k| (*k).to_owned()).collect(),
-        created: t,
-        accessed: t + Duration::minutes(1),
-        expires: t + Duration::days(2),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -308,7 +235,9 @@ async fn default_schema_is_public() {
 #[tokio::test]
 async fn names_are_validated_before_any_sql() {
     // A lazy pool never connects: this test needs no server.
-    let pool = PgPoolOptions::new().connect_lazy(&url()).expect("a valid URL");
+    let pool = PgPoolOptions::new()
+        .connect_lazy(&postgres_url())
+        .expect("a valid URL");
     for table in [
         "",
         "1x",
@@ -352,7 +281,7 @@ async fn names_are_validated_before_any_sql() {
 #[tokio::test]
 async fn connect_sets_a_statement_timeout() {
     let Some(_db) = Db::new().await else { return };
-    let store = PostgresStore::connect(&url()).await.expect("connect");
+    let store = PostgresStore::connect(&postgres_url()).await.expect("connect");
     let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
         .fetch_one(store.pool())
         .await
@@ -603,104 +532,76 @@ async fn reaper_removes_expired_rows_and_stops() {
     assert_eq!(db.count(&store, "true").await, 4);
 }
 
+/// The bytes one save sends to PostgreSQL through `proxy`.
+async fn bytes_sent(store: &PostgresStore, proxy: &CountingProxy, k: &StoreKey, change: Change) -> u64 {
+    let before = proxy.sent();
+    store.save(k, &change).await.expect("save");
+    proxy.sent() - before
+}
+
+/// Bytes written per save, counted on the wire: a TCP proxy between the
+/// store and the server counts what the store sends (PostgreSQL protocol
+/// framing included). The pool has one connection, so after a warm-up each
+/// statement is prepared once and a save sends only Bind, Execute and Sync
+/// with its parameters. With ~120-byte values, a 1-key update of a 20-key
+/// session sends a small fraction of a whole-record write (a create of the
+/// same 20 keys), and a touch sends no data at all.
+#[tokio::test]
+async fn a_one_key_update_sends_a_small_fraction_of_a_whole_record() {
+    let Some(db) = Db::new().await else { return };
+    let options = PgConnectOptions::from_str(&db.url).expect("a valid URL");
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = CountingProxy::start(target).await.expect("bind");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        // no ping before each save: count the save alone
+        .test_before_acquire(false)
+        .connect_with(options.host("127.0.0.1").port(proxy.addr.port()))
+        .await
+        .expect("a pool through the proxy");
+    let store = db.builder_on(pool).build().expect("valid");
+    store.migrate().await.expect("migrate");
+    let t = now();
+
+    // Warm up: prepare the insert, update and touch statements.
+    let warm = key();
+    store.save(&warm, &create(data_of("a"), t)).await.expect("create");
+    store
+        .save(&warm, &update(data_of("b"), &["a"], t))
+        .await
+        .expect("update");
+    store
+        .save(&warm, &update(Data::new(), &[], t))
+        .await
+        .expect("touch");
+
+    let k = key();
+    let whole = bytes_sent(&store, &proxy, &k, create(twenty_keys(), t)).await;
+    let partial = bytes_sent(&store, &proxy, &k, update(one_key(), &[], t)).await;
+    let touch = bytes_sent(&store, &proxy, &k, update(Data::new(), &[], t)).await;
+
+    assert!(whole > 2_000, "a 20-key record is over 2 kB on the wire: {whole}");
+    assert!(
+        partial * 4 < whole,
+        "a 1-key update sent {partial} bytes, a whole 20-key record {whole}"
+    );
+    assert!(
+        touch < partial,
+        "a touch ({touch} bytes) sends less than a 1-key update ({partial})"
+    );
+    let record = store.load(&k).await.expect("load").expect("present");
+    assert_eq!(record.data.len(), 20);
+    assert_eq!(record.data["field-05"], one_key()["field-05"]);
+}
+
 // ---------------------------------------------------------------------------
 // through HTTP
-
-#[derive(serde::Deserialize)]
-struct Login {
-    user: String,
-}
-
-fn app(store: impl SessionStore) -> Router {
-    let layer = SessionLayer::builder(store)
-        .secret(SECRET)
-        .secure(false)
-        .store_timeout(StdDuration::from_secs(3))
-        .build()
-        .expect("layer");
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route(
-            "/",
-            get(|session: Session| async move {
-                let n = session.get::<u32>("count").ok().flatten().unwrap_or(0) + 1;
-                session.insert("count", &n).expect("insert");
-                session.save();
-                format!("count: {n}")
-            }),
-        )
-        .route(
-            "/set/{i}",
-            get(|session: Session, Path(i): Path<u32>| async move {
-                session.insert(format!("k{i}"), &i).expect("insert");
-                session.save();
-                "set"
-            }),
-        )
-        .route(
-            "/keys",
-            get(|session: Session| async move { session.len().to_string() }),
-        )
-        .route(
-            "/login",
-            post(|session: Session, Form(login): Form<Login>| async move {
-                session.insert("user", &login.user).expect("insert");
-                session.cycle_id();
-                session.save();
-                format!("logged in as {}", login.user)
-            }),
-        )
-        .route(
-            "/whoami",
-            get(|session: Session| async move {
-                session
-                    .get::<String>("user")
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "anonymous".into())
-            }),
-        )
-        .route(
-            "/logout",
-            post(|session: Session| async move {
-                session.delete();
-                "logged out"
-            }),
-        )
-        .layer(layer)
-}
-
-fn cookie_of(reply: &support::Reply) -> String {
-    reply.cookie().expect("a session cookie")
-}
-
-/// Whether the reply tells the browser to drop its cookie.
-fn expires_cookie(reply: &support::Reply) -> bool {
-    reply.set_cookies.iter().any(|c| {
-        let lower = c.to_ascii_lowercase();
-        lower.contains("max-age=0") || lower.contains("expires=thu, 01 jan 1970")
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_overlapping_requests_keep_all_keys() {
     let Some(db) = Db::new().await else { return };
     let addr = serve(app(db.store().await)).await;
-    let first = http(addr, "GET", "/", None, None).await;
-    assert_eq!(first.body, "count: 1");
-    let cookie = cookie_of(&first);
-    let requests: Vec<_> = (0..50)
-        .map(|i| {
-            let cookie = cookie.clone();
-            tokio::spawn(async move { http(addr, "GET", &format!("/set/{i}"), Some(&cookie), None).await })
-        })
-        .collect();
-    for request in requests {
-        let reply = request.await.expect("request task");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    }
-    let keys = http(addr, "GET", "/keys", Some(&cookie), None).await;
-    assert_eq!(keys.body, "51");
+    fifty_overlapping_requests(addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,23 +621,7 @@ async fn two_instances_share_sessions() {
         .expect("valid");
     let a = serve(app(store)).await;
     let b = serve(app(other)).await;
-
-    let login = http(a, "POST", "/login", None, Some("user=alice")).await;
-    assert_eq!(login.body, "logged in as alice");
-    let cookie = cookie_of(&login);
-    assert_eq!(http(b, "GET", "/whoami", Some(&cookie), None).await.body, "alice");
-    let count = http(b, "GET", "/", Some(&cookie), None).await;
-    assert_eq!(count.body, "count: 1");
-    assert_eq!(http(a, "GET", "/", Some(&cookie), None).await.body, "count: 2");
-
-    let logout = http(a, "POST", "/logout", Some(&cookie), None).await;
-    assert_eq!(logout.body, "logged out");
-    assert!(expires_cookie(&logout));
-    // The other instance sees the logout at once, with the old cookie.
-    assert_eq!(
-        http(b, "GET", "/whoami", Some(&cookie), None).await.body,
-        "anonymous"
-    );
+    one_session_on_two_instances(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -811,7 +696,7 @@ async fn unreachable_database_answers_500_quickly_and_keeps_the_cookie() {
     // A new visitor whose session must be written: 500 as well, no panic.
     let fresh = http(addr, "GET", "/", None, None).await;
     assert_eq!(fresh.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(!expires_cookie(&fresh));
+    assert!(!fresh.expires_cookie());
     assert_eq!(
         http(addr, "GET", "/health", None, None).await.status,
         StatusCode::OK
@@ -854,7 +739,7 @@ async fn statement_timeout_answers_500_and_the_session_survives() {
     let elapsed = started.elapsed();
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(elapsed < StdDuration::from_millis(2500), "took {elapsed:?}");
-    assert!(!expires_cookie(&reply), "{:?}", reply.set_cookies);
+    assert!(!reply.expires_cookie(), "{:?}", reply.set_cookies);
     match store.load(&key()).await {
         Err(err @ StoreError::Backend(_)) => {
             assert!(err.to_string().contains("statement timeout"), "{err}")
@@ -920,7 +805,7 @@ async fn example_contract_on_two_servers() {
 
     let logout = http(a, "POST", "/logout", Some(&logged_in), None).await;
     assert_eq!(logout.body, "logged out");
-    assert!(expires_cookie(&logout));
+    assert!(logout.expires_cookie());
     assert_eq!(
         http(b, "GET", "/whoami", Some(&logged_in), None).await.body,
         "anonymous"

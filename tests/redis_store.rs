@@ -7,7 +7,8 @@
 //! afterwards, so the tests run in parallel and again. The fault test starts
 //! (and kills) its own `redis-server` on a free port.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -18,37 +19,25 @@ use axum::{Form, Router};
 use carafe::store::conformance::{self, Options};
 use carafe::store::RedisStore;
 use carafe::{
-    Change, Data, SaveKind, SaveOutcome, Session, SessionId, SessionLayer, SessionStore, StoreError, StoreKey,
+    Change, Data, SaveKind, SaveOutcome, Session, SessionId, SessionLayer, SessionStore, StoreError,
 };
 use serde_json::json;
+use support::client::Client;
+use support::proxy::CountingProxy;
+use support::records::{key, one_key, twenty_keys};
+use support::servers::{available, in_ci, redis_url, skipped, RedisUrl};
+use support::{now, serve, SECRET};
 use time::{Duration, OffsetDateTime};
-
-const SECRET: &[u8] = b"carafe redis tests: a secret of more than thirty-two bytes";
-const COOKIE: &str = "carafe.sid";
 
 // ---------------------------------------------------------------------------
 // the test server
-
-fn redis_url() -> String {
-    std::env::var("CARAFE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// The test server's URL, or `None` after printing the skip line (a
 /// failure under `CI=true`).
 fn server() -> Option<String> {
     let url = redis_url();
-    match raw::Raw::connect(&url).and_then(|mut redis| redis.ping()) {
-        Ok(()) => Some(url),
-        Err(err) if in_ci() => panic!("no Redis at {url} (and CI=true): {err}"),
-        Err(_) => {
-            println!("skipped: no Redis at {url}");
-            None
-        }
-    }
+    let ping = raw::Raw::connect(&url).and_then(|mut redis| redis.ping());
+    available("Redis", &url, ping).map(|()| url)
 }
 
 /// A random key prefix whose keys are deleted when it is dropped.
@@ -90,15 +79,6 @@ impl Drop for Prefix {
             }
         }
     }
-}
-
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now - Duration::nanoseconds(i64::from(now.nanosecond()))
-}
-
-fn key() -> StoreKey {
-    SessionId::generate().store_key()
 }
 
 fn change(kind: SaveKind, set: Data, removed: &[&str], t: OffsetDateTime, expires: OffsetDateTime) -> Change {
@@ -366,59 +346,15 @@ async fn sessions_with_thousands_of_keys() {
     }));
 }
 
-/// A TCP proxy in front of the test server that counts the bytes its
-/// clients send: what a store writes to Redis.
-struct CountingProxy {
-    url: String,
-    sent: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl CountingProxy {
-    async fn start(url: &str) -> CountingProxy {
-        use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-        let target = raw::Url::parse(url).expect("a redis:// URL");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let proxy_url = target.with_host(&listener.local_addr().expect("address").to_string());
-        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = sent.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&target.host).await else {
-                    continue;
-                };
-                let counter = counter.clone();
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                tokio::spawn(async move {
-                    let mut buf = vec![0; 64 * 1024];
-                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
-                        counter.fetch_add(n as u64, Ordering::SeqCst);
-                        if server_write.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                });
-            }
-        });
-        CountingProxy { url: proxy_url, sent }
-    }
-
-    fn sent(&self) -> u64 {
-        self.sent.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn a_one_key_update_sends_a_small_fraction_of_a_whole_record() {
     let Some(url) = server() else { return };
     let prefix = Prefix::new(&url);
-    let proxy = CountingProxy::start(&url).await;
-    let store = RedisStore::builder(proxy.url.as_str())
+    // A TCP proxy in front of the test server counts the bytes the store
+    // sends: what it writes to Redis.
+    let target = RedisUrl::parse(&url).expect("a redis:// URL");
+    let proxy = CountingProxy::start(target.host.clone()).await.expect("bind");
+    let store = RedisStore::builder(target.with_host(&proxy.addr.to_string()))
         .prefix(prefix.name.as_str())
         .build()
         .expect("a valid URL");
@@ -436,14 +372,7 @@ async fn a_one_key_update_sends_a_small_fraction_of_a_whole_record() {
         .await
         .expect("touch");
 
-    let data: Data = (0..20)
-        .map(|i| {
-            (
-                format!("field-{i:02}"),
-                json!({ "id": i, "text": "lorem ipsum ".repeat(8) }),
-            )
-        })
-        .collect();
+    let data = twenty_keys();
     let k = key();
     let before = proxy.sent();
     store
@@ -452,11 +381,9 @@ async fn a_one_key_update_sends_a_small_fraction_of_a_whole_record() {
         .expect("create");
     let whole = proxy.sent() - before;
 
-    let mut set = Data::new();
-    set.insert("field-05".into(), json!({ "id": 5, "text": "changed" }));
     let before = proxy.sent();
     store
-        .save(&k, &change(SaveKind::Update, set, &[], t, expires))
+        .save(&k, &change(SaveKind::Update, one_key(), &[], t, expires))
         .await
         .expect("update");
     let partial = proxy.sent() - before;
@@ -662,29 +589,20 @@ async fn keys(session: Session) -> String {
     keys.join(",")
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_overlapping_requests_keep_all_fifty_keys() {
     let Some(url) = server() else { return };
     let prefix = Prefix::new(&url);
     let addr = serve(app(prefix.store(), StdDuration::from_secs(5))).await;
 
-    let mut client = client::Client::default();
+    let mut client = Client::default();
     assert_eq!(client.get(addr, "/").await.body, "count: 1");
     let cookie = client.cookie.clone().expect("a session cookie");
 
     let requests = (0..50).map(|i| {
         let cookie = cookie.clone();
         tokio::spawn(async move {
-            let mut client = client::Client { cookie: Some(cookie) };
+            let mut client = Client { cookie: Some(cookie) };
             client.post(addr, &format!("/set/key-{i:02}"), "").await
         })
     });
@@ -709,7 +627,7 @@ async fn two_app_instances_share_sessions() {
     let one = serve(app(prefix.store(), StdDuration::from_secs(5))).await;
     let two = serve(app(prefix.store(), StdDuration::from_secs(5))).await;
 
-    let mut client = client::Client::default();
+    let mut client = Client::default();
     assert_eq!(client.get(one, "/").await.body, "count: 1");
     assert_eq!(client.get(two, "/").await.body, "count: 2");
     let before_login = client.cookie.clone();
@@ -721,7 +639,7 @@ async fn two_app_instances_share_sessions() {
     assert_eq!(client.get(one, "/whoami").await.body, "ann");
 
     // The pre-login id is gone on both.
-    let mut stale = client::Client { cookie: before_login };
+    let mut stale = Client { cookie: before_login };
     assert_eq!(stale.get(two, "/whoami").await.body, "anonymous");
 
     // A logout on one is seen on the other at once, even with the old cookie.
@@ -744,7 +662,7 @@ async fn a_corrupt_record_behind_a_cookie_gives_a_fresh_session() {
     let Some(url) = server() else { return };
     let prefix = Prefix::new(&url);
     let addr = serve(app(prefix.store(), StdDuration::from_secs(5))).await;
-    let mut client = client::Client::default();
+    let mut client = Client::default();
     assert_eq!(client.get(addr, "/").await.body, "count: 1");
     let old_cookie = client.cookie.clone();
     let keys = prefix.keys();
@@ -755,7 +673,10 @@ async fn a_corrupt_record_behind_a_cookie_gives_a_fresh_session() {
     redis.cmd(&["SET", &keys[0], "garbage"]).expect("SET");
 
     let response = client.get(addr, "/").await;
-    assert_eq!((response.status, response.body.as_str()), (200, "count: 1"));
+    assert_eq!(
+        (response.status.as_u16(), response.body.as_str()),
+        (200, "count: 1")
+    );
     assert_ne!(client.cookie, old_cookie, "a fresh id");
     assert!(
         !redis.exists(&keys[0]).expect("EXISTS"),
@@ -791,7 +712,7 @@ impl OwnServer {
             Ok(()) => Some(server),
             Err(err) if in_ci() => panic!("cannot start redis-server (and CI=true): {err}"),
             Err(err) => {
-                println!("skipped: cannot start redis-server: {err}");
+                skipped(format_args!("cannot start redis-server: {err}"));
                 None
             }
         }
@@ -875,7 +796,7 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
     let bound = store_timeout + StdDuration::from_secs(2);
     let store = RedisStore::new(&redis.url()).expect("a valid URL");
     let addr = serve(app(store, store_timeout)).await;
-    let mut client = client::Client::default();
+    let mut client = Client::default();
     assert_eq!(client.get(addr, "/").await.body, "count: 1");
     assert_eq!(client.get(addr, "/").await.body, "count: 2");
     let cookie = client.cookie.clone().expect("a session cookie");
@@ -896,7 +817,7 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
             assert!(
                 response.expiring_cookie().is_none(),
                 "a store outage must not expire the cookie: {:?}",
-                response.set_cookies()
+                response.set_cookies
             );
             assert_eq!(
                 client.cookie.as_ref(),
@@ -908,8 +829,8 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
             let health = tokio::time::timeout(StdDuration::from_secs(1), client.get(addr, "/health"))
                 .await
                 .expect("/health answers at once with Redis down");
-            assert_eq!((health.status, health.body.as_str()), (200, "ok"));
-            assert!(health.set_cookies().is_empty());
+            assert_eq!((health.status.as_u16(), health.body.as_str()), (200, "ok"));
+            assert!(health.set_cookies.is_empty());
         }
     }
     let logged = logs.text();
@@ -933,7 +854,7 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
         tokio::time::sleep(StdDuration::from_millis(200)).await;
     };
     assert_eq!(
-        (response.status, response.body.as_str()),
+        (response.status.as_u16(), response.body.as_str()),
         (200, "count: 3"),
         "the session survived the outage"
     );
@@ -946,154 +867,6 @@ async fn a_redis_outage_answers_500_quickly_and_recovers() {
 }
 
 // ---------------------------------------------------------------------------
-// a minimal HTTP/1.1 client
-
-mod client {
-    use std::net::SocketAddr;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    use super::COOKIE;
-
-    #[derive(Debug)]
-    pub struct Response {
-        pub status: u16,
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-    }
-
-    impl Response {
-        pub fn set_cookies(&self) -> Vec<&str> {
-            self.headers
-                .iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
-                .map(|(_, value)| value.as_str())
-                .collect()
-        }
-
-        /// The session cookie this response sets: `Some(Some(pair))` for a
-        /// live cookie, `Some(None)` for an expiring one, `None` if unset.
-        fn session_cookie(&self) -> Option<Option<String>> {
-            let header = self
-                .set_cookies()
-                .into_iter()
-                .find(|c| c.split('=').next().map(str::trim) == Some(COOKIE))?;
-            let pair = header.split(';').next().unwrap_or_default().trim();
-            let lower = header.to_ascii_lowercase();
-            let expiring =
-                pair.len() <= COOKIE.len() + 1 || lower.contains("max-age=0") || lower.contains("1970");
-            Some((!expiring).then(|| pair.to_owned()))
-        }
-
-        /// The expiring session cookie this response sets, if any.
-        pub fn expiring_cookie(&self) -> Option<&str> {
-            match self.session_cookie() {
-                Some(None) => self
-                    .set_cookies()
-                    .into_iter()
-                    .find(|c| c.split('=').next().map(str::trim) == Some(COOKIE)),
-                _ => None,
-            }
-        }
-    }
-
-    /// A client with a one-cookie jar.
-    #[derive(Debug, Default, Clone)]
-    pub struct Client {
-        pub cookie: Option<String>,
-    }
-
-    impl Client {
-        pub async fn get(&mut self, addr: SocketAddr, path: &str) -> Response {
-            self.send(addr, "GET", path, "").await
-        }
-
-        pub async fn post(&mut self, addr: SocketAddr, path: &str, form: &str) -> Response {
-            self.send(addr, "POST", path, form).await
-        }
-
-        pub async fn send(&mut self, addr: SocketAddr, method: &str, path: &str, form: &str) -> Response {
-            let response = request(addr, method, path, self.cookie.as_deref(), form)
-                .await
-                .unwrap_or_else(|err| panic!("{method} {path}: {err}"));
-            match response.session_cookie() {
-                Some(Some(pair)) => self.cookie = Some(pair),
-                Some(None) => self.cookie = None,
-                None => {}
-            }
-            response
-        }
-    }
-
-    pub async fn request(
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        cookie: Option<&str>,
-        form: &str,
-    ) -> std::io::Result<Response> {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        if let Some(cookie) = cookie {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        if method == "POST" {
-            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", form.len()));
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(form.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        parse(&raw).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("unparsable response: {:?}", String::from_utf8_lossy(&raw)),
-            )
-        })
-    }
-
-    fn parse(raw: &[u8]) -> Option<Response> {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&raw[..split]).ok()?;
-        let mut body = raw[split + 4..].to_vec();
-        let mut lines = head.split("\r\n");
-        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-            .collect();
-        let chunked = headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-        if chunked {
-            body = dechunk(&body)?;
-        }
-        Some(Response {
-            status,
-            headers,
-            body: String::from_utf8(body).ok()?,
-        })
-    }
-
-    fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let end = raw.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&raw[..end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            raw = &raw[end + 2..];
-            if size == 0 {
-                return Some(body);
-            }
-            body.extend_from_slice(raw.get(..size)?);
-            raw = raw.get(size + 2..)?;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // a minimal blocking Redis client, to look at (and spoil) what the store wrote
 
 mod raw {
@@ -1102,54 +875,14 @@ mod raw {
     use std::net::{TcpStream, ToSocketAddrs};
     use std::time::Duration;
 
+    use crate::support::servers::RedisUrl;
+
     #[derive(Debug)]
     pub enum Reply {
         Status(String),
         Int(i64),
         Bulk(Option<Vec<u8>>),
         Array(Option<Vec<Reply>>),
-    }
-
-    /// The parts of a `redis://[[user]:password@]host[:port][/db]` URL.
-    pub struct Url {
-        pub userinfo: Option<String>,
-        /// `host:port`
-        pub host: String,
-        pub db: String,
-    }
-
-    impl Url {
-        pub fn parse(url: &str) -> io::Result<Url> {
-            let rest = url
-                .strip_prefix("redis://")
-                .ok_or_else(|| invalid(format!("not a redis:// URL: {url}")))?;
-            let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-            let (userinfo, host) = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => (Some(userinfo.to_owned()), host),
-                None => (None, authority),
-            };
-            let host = if host.is_empty() { "127.0.0.1" } else { host };
-            let has_port = host
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-            let host = if has_port && !host.ends_with(']') {
-                host.to_owned()
-            } else {
-                format!("{host}:6379")
-            };
-            let db = db.split('?').next().unwrap_or_default().to_owned();
-            Ok(Url { userinfo, host, db })
-        }
-
-        /// The same URL with another `host:port`.
-        pub fn with_host(&self, host: &str) -> String {
-            let userinfo = self
-                .userinfo
-                .as_ref()
-                .map(|u| format!("{u}@"))
-                .unwrap_or_default();
-            format!("redis://{userinfo}{host}/{}", self.db)
-        }
     }
 
     pub struct Raw {
@@ -1164,7 +897,7 @@ mod raw {
     impl Raw {
         /// Connects to a `redis://[[user]:password@]host[:port][/db]` URL.
         pub fn connect(url: &str) -> io::Result<Raw> {
-            let Url { userinfo, host, db } = Url::parse(url)?;
+            let RedisUrl { userinfo, host, db } = RedisUrl::parse(url)?;
             let addr = host
                 .to_socket_addrs()?
                 .next()
