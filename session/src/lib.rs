@@ -73,6 +73,7 @@ mod session;
 mod state;
 pub mod store;
 mod typed;
+mod value_eq;
 
 #[doc(hidden)]
 #[path = "private.rs"]

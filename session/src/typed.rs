@@ -91,7 +91,7 @@ impl<T: SessionData> Typed<T> {
     /// ```
     pub fn from_session(session: Session) -> Result<Self, SessionError> {
         let (value, baseline) = session.with_data(|data| {
-            let mut reader = Reader::new(data, std::any::type_name::<T>());
+            let mut reader = Reader::new::<T>(data);
             T::__load(&mut reader).map(|value| (value, reader.into_baseline()))
         })?;
         Ok(Typed {
@@ -121,11 +121,9 @@ impl<T: SessionData> Typed<T> {
             return;
         }
         self.touched = false;
-        let changed = self.session.with_state(|state| {
-            let mut writer = Writer::new(state, &self.baseline);
-            self.value.__store(&mut writer);
-            writer.changed()
-        });
+        let changed = self
+            .session
+            .with_state(|state| crate::__private::store(&self.value, state, &self.baseline));
         if changed && T::AUTO {
             self.session.save();
         }
