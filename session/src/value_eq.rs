@@ -514,9 +514,9 @@ impl KeyBuf {
         }
     }
 
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever copied in, so this cannot fail.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    fn as_str(&self) -> Result<&str, Differs> {
+        // Only whole `&str`s are ever copied in, so this does not fail.
+        std::str::from_utf8(&self.bytes[..self.len]).map_err(|_| Differs)
     }
 }
 
@@ -550,7 +550,7 @@ impl<'a> KeyLookup<'a> {
     fn display(&self, key: impl Display) -> Result<&'a Value, Differs> {
         let mut buf = KeyBuf::new();
         write!(buf, "{key}").map_err(|_| Differs)?;
-        self.find(buf.as_str())
+        self.find(buf.as_str()?)
     }
 }
 
@@ -720,10 +720,13 @@ impl<'a> ser::Serializer for KeyLookup<'a> {
     fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<&'a Value, Differs> {
         let mut buf = KeyBuf::new();
         if write!(buf, "{value}").is_ok() {
-            self.find(buf.as_str())
-        } else {
-            self.find(&value.to_string())
+            return self.find(buf.as_str()?);
         }
+        // Too long for the buffer (or `Display` failed, where `to_value`
+        // panics).
+        let mut key = String::new();
+        write!(key, "{value}").map_err(|_| Differs)?;
+        self.find(&key)
     }
 }
 
