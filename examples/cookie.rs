@@ -17,72 +17,14 @@
 //! `old_secret`) logs everyone out, which is the only way a client-side store
 //! can end sessions before they expire.
 
-use axum::routing::{get, post};
-use axum::{Form, Router};
-use carafe::{CookieStore, Key, Session, SessionLayer, Typed};
-use serde::Deserialize;
+use carafe::{CookieStore, Key, SessionLayer};
 
-/// The visitor's session, typed: one session key per field.
-#[derive(carafe::Session, Default, Debug)]
-#[session(auto, default)]
-pub struct Visit {
-    /// How many times `/` was requested.
-    count: u32,
-    /// Who logged in, if anyone.
-    user: Option<String>,
-}
+// The quickstart's router and key handling: the HTTP contract lives in one place.
+#[allow(dead_code)]
+#[path = "quickstart.rs"]
+mod quickstart;
 
-#[derive(Deserialize)]
-struct Login {
-    user: String,
-}
-
-async fn index(mut visit: Typed<Visit>) -> String {
-    visit.count += 1;
-    format!("count: {}", visit.count)
-}
-
-async fn login(mut visit: Typed<Visit>, Form(form): Form<Login>) -> String {
-    visit.user = Some(form.user.clone());
-    // a new id at every change of privilege: the defence against fixation
-    visit.cycle_id();
-    format!("logged in as {}", form.user)
-}
-
-async fn whoami(visit: Typed<Visit>) -> String {
-    visit.user.clone().unwrap_or_else(|| "anonymous".into())
-}
-
-async fn logout(session: Session) -> &'static str {
-    // The browser is told to drop its cookie. A copy made earlier stays
-    // valid until it expires: a client-side session cannot be revoked.
-    session.delete();
-    "logged out"
-}
-
-/// The application: routes behind the session layer.
-pub fn app(layer: SessionLayer) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/health", get(|| async { "ok" }))
-        .route("/login", post(login))
-        .route("/whoami", get(whoami))
-        .route("/logout", post(logout))
-        .layer(layer)
-}
-
-/// The key from `CARAFE_SECRET`, or a random one for this run.
-pub fn key_from_env() -> Result<Key, carafe::ConfigError> {
-    match std::env::var("CARAFE_SECRET") {
-        Ok(secret) => Key::from_secret(secret),
-        Err(_) => {
-            tracing::warn!(
-                "CARAFE_SECRET is not set: using a random key, sessions will not survive a restart"
-            );
-            Ok(Key::generate())
-        }
-    }
-}
+pub use quickstart::{app, key_from_env};
 
 /// The layer: sessions in an encrypted cookie of at most 4096 bytes.
 pub fn layer(key: Key) -> Result<SessionLayer, carafe::ConfigError> {
