@@ -1250,7 +1250,7 @@ async fn response_headers_and_cookie_attributes() {
     assert_eq!(r.headers.get(http::header::VARY).unwrap(), "Cookie");
     assert_eq!(
         r.headers.get(http::header::CACHE_CONTROL).unwrap(),
-        "no-cache=\"Set-Cookie\""
+        "private, no-cache=\"Set-Cookie\""
     );
     // two cookies for the same data differ: a fresh nonce each time
     let a = req(&app, "/count", None).await.cookie_value().unwrap();

@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use carafe::{MemoryStore, Session, SessionData, SessionError, SessionLayer, Typed, TypedError};
+use carafe::{MemoryStore, Session, SessionData, SessionLayer, Typed, TypedError};
 use http::{header, Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
@@ -160,7 +160,7 @@ async fn missing_fields_take_their_defaults() {
 #[tokio::test]
 async fn a_missing_required_field_is_an_error_naming_the_key() {
     in_session(|session| match Typed::<Visit>::from_session(session) {
-        Err(SessionError::Typed(TypedError::Missing { key, type_name })) => {
+        Err(TypedError::Missing { key, type_name }) => {
             assert_eq!(key, "visit.count");
             assert!(type_name.ends_with("Visit"), "{type_name}");
         }
@@ -174,7 +174,7 @@ async fn an_undecodable_required_field_is_an_error() {
     in_session(|session| {
         session.insert("visit.count", "three").unwrap();
         match Typed::<Visit>::from_session(session) {
-            Err(SessionError::Typed(TypedError::Invalid { key, .. })) => assert_eq!(key, "visit.count"),
+            Err(TypedError::Invalid { key, .. }) => assert_eq!(key, "visit.count"),
             other => panic!("expected an invalid-field error, got {other:?}"),
         }
     })

@@ -1,14 +1,10 @@
-//! The layer's configuration and its builder.
-
-use std::sync::Arc;
+//! The layer's settings, fixed when it is built, and the expiry rules that
+//! follow from them.
 
 use cookie::SameSite;
 use time::{Duration, OffsetDateTime};
 
-use crate::clock::{Clock, SystemClock};
-use crate::error::ConfigError;
-use crate::key::{Key, Keys};
-use crate::layer::{Backend, SessionLayer, Shared};
+use crate::record::Record;
 
 /// When the browser should forget the session cookie (Beaker's
 /// `cookie_expires`).
@@ -73,370 +69,59 @@ impl Config {
             None => idle,
         }
     }
-}
 
-/// Builds a [`SessionLayer`]. Get one from [`SessionLayer::builder`].
-///
-/// Every option has a safe default; only the secret is required. Each
-/// option's Beaker name is given in its documentation and in the README.
-///
-/// ```
-/// use carafe::{CookieExpiry, MemoryStore, SessionLayer};
-/// use time::Duration;
-///
-/// let layer = SessionLayer::builder(MemoryStore::new())
-///     .secret(b"0123456789abcdef0123456789abcdef")
-///     .cookie_name("app.sid")
-///     .cookie_expires(CookieExpiry::MaxAge(Duration::days(7)))
-///     .idle_timeout(Duration::hours(2))
-///     .auto(true)
-///     .build()?;
-/// # Ok::<(), carafe::ConfigError>(())
-/// ```
-#[derive(Debug)]
-#[must_use = "call .build() to get the layer"]
-pub struct SessionLayerBuilder {
-    backend: Backend,
-    config: Config,
-    secret: Option<Result<Key, ConfigError>>,
-    old: Vec<Result<Key, ConfigError>>,
-    clock: Arc<dyn Clock>,
-    errors: Vec<ConfigError>,
-}
-
-impl SessionLayerBuilder {
-    pub(crate) fn new(backend: Backend) -> Self {
-        SessionLayerBuilder {
-            backend,
-            config: Config::default(),
-            secret: None,
-            old: Vec::new(),
-            clock: Arc::new(SystemClock),
-            errors: Vec::new(),
-        }
+    /// Whether `record` is past its stored expiry, its idle timeout or its
+    /// absolute lifetime at `now`.
+    pub(crate) fn is_expired(&self, record: &Record, now: OffsetDateTime) -> bool {
+        record.expires <= now
+            || record.accessed.saturating_add(self.idle_timeout) <= now
+            || self
+                .absolute_lifetime
+                .is_some_and(|life| record.created.saturating_add(life) <= now)
     }
 
-    /// The secret cookies are signed with (Beaker's `secret`/`validate_key`):
-    /// at least 32 bytes, best 64 random bytes. A shorter one makes
-    /// [`build`](Self::build) fail.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let err = SessionLayer::builder(MemoryStore::new()).secret("short").build().unwrap_err();
-    /// assert_eq!(err, carafe::ConfigError::SecretTooShort { len: 5, min: 32 });
-    /// ```
-    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.secret = Some(Key::from_secret(secret));
-        self
-    }
-
-    /// The signing key, already derived (see [`Key::generate`] for a key
-    /// that lives for one run of the program).
-    ///
-    /// ```
-    /// # use carafe::{Key, MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).key(Key::generate()).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn key(mut self, key: Key) -> Self {
-        self.secret = Some(Ok(key));
-        self
-    }
-
-    /// A previous secret, still accepted when verifying cookies but never
-    /// used to sign. Call once per old secret; remove it once every session
-    /// signed with it has expired.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret(b"the new secret, at least 32 bytes long")
-    ///     .old_secret(b"the old secret, at least 32 bytes long")
-    ///     .build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn old_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.old.push(Key::from_secret(secret));
-        self
-    }
-
-    /// The cookie's name (Beaker's `key`). Default `carafe.sid`.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let err = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).cookie_name("bad name;").build().unwrap_err();
-    /// assert!(matches!(err, carafe::ConfigError::InvalidCookieName(_)));
-    /// ```
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if valid {
-            self.config.cookie_name = name;
-        } else {
-            self.errors.push(ConfigError::InvalidCookieName(name));
-        }
-        self
-    }
-
-    /// The cookie's `Path` (Beaker's `cookie_path`). Default `/`.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).cookie_path("/app").build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        if path.starts_with('/') && attribute_ok(&path) {
-            self.config.cookie_path = path;
-        } else {
-            self.errors.push(ConfigError::InvalidCookieAttribute {
-                attribute: "path",
-                value: path,
-            });
-        }
-        self
-    }
-
-    /// The cookie's `Domain` (Beaker's `domain`). Default: none (the cookie
-    /// goes back only to the host that set it).
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).cookie_domain("example.com").build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        let domain = domain.into();
-        if !domain.is_empty() && attribute_ok(&domain) {
-            self.config.cookie_domain = Some(domain);
-        } else {
-            self.errors.push(ConfigError::InvalidCookieAttribute {
-                attribute: "domain",
-                value: domain,
-            });
-        }
-        self
-    }
-
-    /// The cookie's `Secure` flag (Beaker's `secure`). Default **on**: the
-    /// browser sends the cookie over HTTPS only (browsers treat
-    /// `http://localhost` as secure too). Turn it off only for plain-HTTP
-    /// development on another host.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).secure(false).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.config.secure = secure;
-        self
-    }
-
-    /// The cookie's `HttpOnly` flag (Beaker's `httponly`). Default on:
-    /// scripts cannot read the cookie.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).http_only(true).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn http_only(mut self, http_only: bool) -> Self {
-        self.config.http_only = http_only;
-        self
-    }
-
-    /// The cookie's `SameSite` (Beaker's `samesite`). Default `Lax`.
-    /// `None` requires `Secure`.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SameSite, SessionLayer};
-    /// let err = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).same_site(SameSite::None).secure(false).build().unwrap_err();
-    /// assert_eq!(err, carafe::ConfigError::SameSiteNoneWithoutSecure);
-    /// ```
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
-        self.config.same_site = same_site;
-        self
-    }
-
-    /// When the browser forgets the cookie (Beaker's `cookie_expires`).
-    /// Default [`CookieExpiry::BrowserSession`].
-    ///
-    /// ```
-    /// # use carafe::{CookieExpiry, MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32])
-    ///     .cookie_expires(CookieExpiry::MaxAge(time::Duration::days(30)))
-    ///     .build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn cookie_expires(mut self, expires: CookieExpiry) -> Self {
-        if let CookieExpiry::MaxAge(age) = expires {
-            if !age.is_positive() {
-                self.errors.push(ConfigError::NonPositive {
-                    option: "cookie_expires max age",
-                });
-            }
-        }
-        self.config.cookie_expires = expires;
-        self
-    }
-
-    /// Save a modified session at the end of every request without a
-    /// `save()` call (Beaker's `auto`). Default off. Typed sessions choose
-    /// this per struct with `#[session(auto)]`.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).auto(true).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn auto(mut self, auto: bool) -> Self {
-        self.config.auto = auto;
-        self
-    }
-
-    /// How long a session may go unused before the server forgets it
-    /// (Beaker's `timeout`). Default 14 days. Beaker has no default; carafe
-    /// has one so that stores do not grow without bound.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).idle_timeout(time::Duration::minutes(30)).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        if !timeout.is_positive() {
-            self.errors.push(ConfigError::NonPositive {
-                option: "idle_timeout",
-            });
-        }
-        self.config.idle_timeout = timeout;
-        self
-    }
-
-    /// How long a session may live at all, however active, counted from its
-    /// creation. Default: no limit beyond the idle timeout. (Beaker has no
-    /// such option.)
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).absolute_lifetime(time::Duration::hours(12)).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
-        if !lifetime.is_positive() {
-            self.errors.push(ConfigError::NonPositive {
-                option: "absolute_lifetime",
-            });
-        }
-        self.config.absolute_lifetime = Some(lifetime);
-        self
-    }
-
-    /// Whether reading a session refreshes its accessed time in the store
-    /// (Beaker's `save_accessed_time`). Default on. When off, the accessed
-    /// time is the time of the last write, and the idle timeout counts from
-    /// it.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).save_accessed_time(false).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn save_accessed_time(mut self, save: bool) -> Self {
-        self.config.save_accessed_time = save;
-        self
-    }
-
-    /// The least time between two accessed-time refreshes of one session,
-    /// so that an active session is not rewritten on every request. Default
-    /// one minute. (Beaker rewrites on every access.)
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).accessed_time_interval(time::Duration::seconds(30)).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn accessed_time_interval(mut self, interval: Duration) -> Self {
-        self.config.accessed_refresh = interval.max(Duration::ZERO);
-        self
-    }
-
-    /// How long any one store call may take before the request gets a 500.
-    /// Default 5 seconds.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).store_timeout(std::time::Duration::from_secs(2)).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
-        if timeout.is_zero() {
-            self.errors.push(ConfigError::NonPositive {
-                option: "store_timeout",
-            });
-        }
-        self.config.store_timeout = timeout;
-        self
-    }
-
-    /// The clock every time rule reads. Default [`SystemClock`]; tests pass
-    /// a [`MockClock`](crate::MockClock).
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, MockClock, SessionLayer};
-    /// let clock = MockClock::default();
-    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).clock(clock.clone()).build()?;
-    /// # Ok::<(), carafe::ConfigError>(())
-    /// ```
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Checks the options and builds the layer.
-    ///
-    /// # Errors
-    ///
-    /// The first [`ConfigError`] found: no secret, a secret shorter than 32
-    /// bytes, an invalid cookie name, path or domain, `SameSite=None`
-    /// without `Secure`, or a duration that must be positive and is not.
-    ///
-    /// ```
-    /// # use carafe::{MemoryStore, SessionLayer};
-    /// let err = SessionLayer::builder(MemoryStore::new()).build().unwrap_err();
-    /// assert_eq!(err, carafe::ConfigError::MissingSecret);
-    /// ```
-    pub fn build(self) -> Result<SessionLayer, ConfigError> {
-        if let Some(err) = self.errors.into_iter().next() {
-            return Err(err);
-        }
-        let current = self.secret.ok_or(ConfigError::MissingSecret)??;
-        let old = self.old.into_iter().collect::<Result<Vec<_>, _>>()?;
-        if self.config.same_site == SameSite::None && !self.config.secure {
-            return Err(ConfigError::SameSiteNoneWithoutSecure);
-        }
-        Ok(SessionLayer::from_shared(Shared {
-            config: self.config,
-            keys: Keys::new(current, old),
-            store: self.backend.store,
-            client: self.backend.client,
-            clock: self.clock,
-        }))
+    /// Whether a written cookie carries an expiry that a write refreshes.
+    pub(crate) fn sliding_cookie(&self) -> bool {
+        matches!(self.cookie_expires, CookieExpiry::MaxAge(_))
     }
 }
 
-fn attribute_ok(value: &str) -> bool {
-    value.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn expiry_is_the_earliest_of_three_limits() {
+        let t = datetime!(2030-01-01 0:00 UTC);
+        let config = Config {
+            idle_timeout: Duration::hours(1),
+            absolute_lifetime: Some(Duration::hours(10)),
+            ..Config::default()
+        };
+        let record = |created, accessed, expires| Record {
+            data: Default::default(),
+            created,
+            accessed,
+            expires,
+        };
+        let far = t + Duration::days(100);
+        assert!(!config.is_expired(&record(t, t, far), t + Duration::minutes(59)));
+        assert!(
+            config.is_expired(&record(t, t, far), t + Duration::hours(1)),
+            "idle"
+        );
+        let active = t + Duration::hours(9) + Duration::minutes(30);
+        assert!(
+            config.is_expired(&record(t, active, far), t + Duration::hours(10)),
+            "absolute"
+        );
+        assert!(config.is_expired(&record(t, t, t), t), "stored expiry");
+        assert_eq!(config.expires(t, t), t + Duration::hours(1));
+        assert_eq!(
+            config.expires(t, t + Duration::hours(9) + Duration::minutes(30)),
+            t + Duration::hours(10)
+        );
+    }
 }

@@ -95,7 +95,7 @@ pub enum SessionError {
     Store(#[from] StoreError),
     /// A value could not be turned into JSON (for example a map whose keys
     /// are not strings).
-    #[error("session value for key {key:?} cannot be serialized: {source}")]
+    #[error("session value for key {key:?} cannot be serialized ({})", category(source))]
     Serialize {
         /// The session key.
         key: String,
@@ -104,7 +104,10 @@ pub enum SessionError {
         source: serde_json::Error,
     },
     /// A stored value does not deserialize into the type asked for.
-    #[error("session value for key {key:?} does not deserialize into the type asked for: {source}")]
+    #[error(
+        "session value for key {key:?} does not deserialize into the type asked for ({})",
+        category(source)
+    )]
     Deserialize {
         /// The session key.
         key: String,
@@ -115,6 +118,25 @@ pub enum SessionError {
     /// A typed session could not be built from the stored data.
     #[error(transparent)]
     Typed(#[from] TypedError),
+    /// The session was deleted earlier in this request
+    /// ([`Session::delete`](crate::Session::delete)); nothing more is stored.
+    /// Use [`Session::invalidate`](crate::Session::invalidate) to go on with
+    /// a new session instead.
+    #[error("the session was deleted in this request; use invalidate() to start a new one")]
+    Deleted,
+}
+
+/// What kind of failure a serde_json error is, without its message: the
+/// message can quote the value (`invalid type: string "card=4111…"`), and
+/// session values never reach a log. The error itself stays available as
+/// the `source`.
+pub(crate) fn category(err: &serde_json::Error) -> &'static str {
+    match err.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "wrong type or shape",
+        serde_json::error::Category::Eof => "truncated",
+    }
 }
 
 /// A typed session (`#[derive(Session)]`) could not be built from the
@@ -132,7 +154,8 @@ pub enum TypedError {
     },
     /// A field with no default holds a value that does not deserialize.
     #[error(
-        "session key {key:?} for {type_name} does not deserialize and the field has no default: {source}"
+        "session key {key:?} for {type_name} does not deserialize ({}) and the field has no default",
+        category(source)
     )]
     Invalid {
         /// The struct.

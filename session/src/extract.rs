@@ -5,9 +5,10 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{Extensions, StatusCode};
 
-use crate::error::{SessionError, StoreError};
-use crate::layer::{store_failure, Handle};
+use crate::error::{SessionError, StoreError, TypedError};
+use crate::request::Handle;
 use crate::session::Session;
+use crate::wire::store_failure;
 
 /// Why a session could not be extracted. Every variant answers 500 and is
 /// logged with `tracing` when it is made.
@@ -28,11 +29,13 @@ pub enum SessionRejection {
     },
     /// A typed session could not be built from the data.
     #[error(transparent)]
-    Typed(SessionError),
+    Typed(TypedError),
 }
 
 impl SessionRejection {
-    pub(crate) fn from_typed(err: SessionError) -> Self {
+    pub(crate) fn from_typed(err: TypedError) -> Self {
+        // The error's text names the struct, the key and the kind of
+        // failure, never the stored value.
         tracing::error!(error = %err, "typed session could not be loaded; answering 500");
         SessionRejection::Typed(err)
     }
@@ -64,6 +67,7 @@ impl IntoResponse for SessionRejection {
 /// ```
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
+        // No variant's text quotes a session value.
         tracing::error!(error = %self, "session error; answering 500");
         match self {
             SessionError::Store(_) => store_failure(),
@@ -95,7 +99,7 @@ impl Session {
         match inner.load().await {
             Ok(()) => Ok(Session::new(inner)),
             Err(source) => {
-                let store = inner.shared.store.name();
+                let store = inner.shared.backend.name();
                 tracing::error!(store, error = %source, "session store failed while loading; answering 500");
                 Err(SessionRejection::Store { store, source })
             }

@@ -153,9 +153,10 @@ impl Keys {
         value
     }
 
-    /// The id in a cookie value, if its tag verifies under any accepted key.
+    /// The id in a cookie value, if its tag verifies under any accepted key,
+    /// and whether that key is an old one (the cookie should be re-signed).
     /// The tag is compared in constant time.
-    pub(crate) fn verify(&self, value: &str) -> Option<SessionId> {
+    pub(crate) fn verify(&self, value: &str) -> Option<(SessionId, bool)> {
         if value.len() != SIGNED_LEN {
             return None;
         }
@@ -167,10 +168,10 @@ impl Keys {
             return None;
         }
         let tag = &raw[..32];
-        std::iter::once(&self.current)
+        let index = std::iter::once(&self.current)
             .chain(&self.old)
-            .any(|key| key.mac(id).verify_slice(tag).is_ok())
-            .then_some(parsed)
+            .position(|key| key.mac(id).verify_slice(tag).is_ok())?;
+        Some((parsed, index > 0))
     }
 }
 
@@ -188,7 +189,7 @@ mod tests {
         let id = SessionId::generate();
         let value = keys.sign(&id);
         assert_eq!(value.len(), SIGNED_LEN);
-        assert_eq!(keys.verify(&value), Some(id));
+        assert_eq!(keys.verify(&value), Some((id, false)));
     }
 
     #[test]
@@ -218,7 +219,8 @@ mod tests {
         let signed_old = Keys::new(old.clone(), vec![]).sign(&id);
         assert_eq!(Keys::new(new.clone(), vec![]).verify(&signed_old), None);
         let rotated = Keys::new(new, vec![old]);
-        assert_eq!(rotated.verify(&signed_old), Some(id.clone()));
+        assert_eq!(rotated.verify(&signed_old), Some((id.clone(), true)));
+        assert_eq!(rotated.verify(&rotated.sign(&id)), Some((id.clone(), false)));
         assert_ne!(rotated.sign(&id), signed_old);
     }
 

@@ -1,88 +1,25 @@
-//! The tower layer and service.
+//! The tower middleware: [`SessionLayer`], its [`SessionService`] and the
+//! service's [`ResponseFuture`].
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::header::COOKIE;
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use time::OffsetDateTime;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::clock::Clock;
-use crate::config::{Config, SessionLayerBuilder};
+use crate::backend::IntoBackend;
+use crate::builder::SessionLayerBuilder;
 use crate::error::StoreError;
-use crate::key::Keys;
-use crate::record::Record;
-use crate::state::{ClientCodec, CookieAction, Inner};
-use crate::store::SessionStore;
-
-/// What every request's session shares: configuration, keys, store, clock.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) keys: Keys,
-    pub(crate) store: Arc<dyn SessionStore>,
-    /// Set for client-side (cookie) sessions: the cookie is the store.
-    pub(crate) client: Option<Arc<dyn ClientCodec>>,
-    pub(crate) clock: Arc<dyn Clock>,
-}
-
-impl Shared {
-    /// Runs one store call under the store timeout.
-    pub(crate) async fn call<T>(
-        &self,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let limit = self.config.store_timeout;
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(limit)))
-    }
-
-    pub(crate) fn is_expired(&self, record: &Record, now: OffsetDateTime) -> bool {
-        let config = &self.config;
-        record.expires <= now
-            || record.accessed.saturating_add(config.idle_timeout) <= now
-            || config
-                .absolute_lifetime
-                .is_some_and(|life| record.created.saturating_add(life) <= now)
-    }
-}
-
-/// Where sessions live: any [`SessionStore`], or (with the `cookie-store`
-/// feature) the client-side `CookieStore`. Sealed: implement
-/// [`SessionStore`] instead.
-pub trait IntoBackend: sealed::Sealed {
-    #[doc(hidden)]
-    fn into_backend(self) -> Backend;
-}
-
-/// What [`IntoBackend`] gives the layer. Not public API.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Backend {
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) client: Option<Arc<dyn ClientCodec>>,
-}
-
-impl<S: SessionStore> IntoBackend for S {
-    fn into_backend(self) -> Backend {
-        Backend {
-            store: Arc::new(self),
-            client: None,
-        }
-    }
-}
-
-impl<S: SessionStore> sealed::Sealed for S {}
-
-pub(crate) mod sealed {
-    pub trait Sealed {}
-}
+use crate::request::plan::Outcome;
+use crate::request::{Handle, Inner, Shared};
+use crate::wire::{self, CookieAction};
 
 /// The session middleware: one per application.
 ///
@@ -95,7 +32,9 @@ pub(crate) mod sealed {
 /// After the handler has returned, the layer writes what is due (see the
 /// crate documentation for the rules) and adds the cookie to the response.
 /// Because it writes after the handler, Beaker's "save before
-/// start_response" trap cannot happen here.
+/// start_response" trap cannot happen here. If the handler panics, the
+/// deletions it asked for are carried out before the panic goes on to
+/// whatever catches it.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -126,7 +65,7 @@ impl SessionLayer {
     /// let builder = carafe::SessionLayer::builder(carafe::MemoryStore::new());
     /// ```
     pub fn builder(store: impl IntoBackend) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(store.into_backend())
+        SessionLayerBuilder::new(store)
     }
 
     pub(crate) fn from_shared(shared: Shared) -> Self {
@@ -154,10 +93,6 @@ pub struct SessionService<S> {
     shared: Arc<Shared>,
 }
 
-/// The request extension the extractors look for.
-#[derive(Clone)]
-pub(crate) struct Handle(pub(crate) Arc<Inner>);
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -184,7 +119,7 @@ where
     }
 }
 
-type Finish = Pin<Box<dyn Future<Output = Result<Option<CookieAction>, StoreError>> + Send>>;
+type Finish = Pin<Box<dyn Future<Output = Result<CookieAction, StoreError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`].
@@ -207,7 +142,22 @@ pin_project! {
             response: Option<Response<B>>,
             inner: Arc<Inner>,
         },
+        Unwinding {
+            finish: Finish,
+            panic: Option<Box<dyn Any + Send>>,
+        },
     }
+}
+
+impl<F, B: std::fmt::Debug> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn finish(inner: &Arc<Inner>, outcome: Outcome) -> Finish {
+    let task = Arc::clone(inner);
+    Box::pin(async move { task.finish(outcome).await })
 }
 
 impl<F, B, E> Future for ResponseFuture<F, B>
@@ -222,18 +172,34 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Handler { future, inner } => {
-                    let response = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => response,
-                        other => return other,
+                    // The future is never polled again after a panic.
+                    let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+                    let response = match polled {
+                        Ok(Poll::Ready(Ok(response))) => response,
+                        Ok(other) => return other,
+                        Err(panic) => match inner.take().filter(|inner| inner.is_loaded()) {
+                            Some(inner) => {
+                                let finish = finish(&inner, Outcome::Panicked);
+                                this.state.set(FutureState::Unwinding {
+                                    finish,
+                                    panic: Some(panic),
+                                });
+                                continue;
+                            }
+                            None => resume_unwind(panic),
+                        },
                     };
                     let Some(inner) = inner.take().filter(|inner| inner.is_loaded()) else {
                         // The session was never touched: nothing to do.
                         return Poll::Ready(Ok(response));
                     };
-                    let failed = response.status().is_server_error();
-                    let task = Arc::clone(&inner);
+                    let outcome = if response.status().is_server_error() {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Answered
+                    };
                     this.state.set(FutureState::Finishing {
-                        finish: Box::pin(async move { task.finish(failed).await }),
+                        finish: finish(&inner, outcome),
                         response: Some(response),
                         inner,
                     });
@@ -248,52 +214,34 @@ where
                         unreachable!("polled after completion");
                     };
                     match result {
-                        Ok(action) => apply_cookie(response.headers_mut(), action),
+                        Ok(action) => {
+                            let shared = &inner.shared;
+                            wire::finish_headers(
+                                response.headers_mut(),
+                                &shared.config,
+                                action,
+                                shared.now(),
+                            );
+                        }
                         Err(err) => {
-                            let store = inner.shared.store.name();
+                            let store = inner.shared.backend.name();
                             let session = inner.lock().id.to_string();
                             tracing::error!(store, session, error = %err, "session store failed while saving; answering 500");
-                            response = store_failure();
+                            response = wire::store_failure();
                         }
                     }
                     return Poll::Ready(Ok(response));
                 }
+                StateProj::Unwinding { finish, panic } => {
+                    if let Err(err) = std::task::ready!(finish.as_mut().poll(cx)) {
+                        tracing::error!(error = %err, "session store failed while deleting after a panic");
+                    }
+                    match panic.take() {
+                        Some(panic) => resume_unwind(panic),
+                        None => unreachable!("polled after completion"),
+                    }
+                }
             }
         }
-    }
-}
-
-/// The response for a request whose session could not be saved or loaded.
-pub(crate) fn store_failure<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from("session store unavailable\n"));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn apply_cookie(headers: &mut HeaderMap, action: Option<CookieAction>) {
-    let cookie = match action {
-        Some(CookieAction::Set(cookie) | CookieAction::Remove(cookie)) => cookie,
-        None => return,
-    };
-    let Ok(value) = HeaderValue::try_from(cookie.to_string()) else {
-        tracing::error!("session cookie is not a valid header value; not sent");
-        return;
-    };
-    headers.append(SET_COOKIE, value);
-    let varies = headers
-        .get_all(VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case("cookie") || v.trim() == "*");
-    if !varies {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
-    }
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache=\"Set-Cookie\""));
     }
 }

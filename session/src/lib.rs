@@ -60,33 +60,45 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod clock;
-mod config;
+// Modules in the order their imports point: each uses only those above it
+// (and `error`).
 mod error;
-mod extract;
+
+mod clock;
 mod id;
 mod key;
+mod record;
+
+mod config;
+mod wire;
+
+mod backend;
+pub mod store;
+
+mod request;
+
+mod extract;
+mod session;
+mod typed;
+
+mod builder;
 mod layer;
 mod reaper;
-mod record;
-mod session;
-mod state;
-pub mod store;
-mod typed;
-mod value_eq;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use backend::IntoBackend;
+pub use builder::SessionLayerBuilder;
 pub use clock::{Clock, MockClock, SystemClock};
-pub use config::{CookieExpiry, SessionLayerBuilder};
+pub use config::CookieExpiry;
 pub use cookie::SameSite;
 pub use error::{ConfigError, SessionError, StoreError, TypedError};
 pub use extract::SessionRejection;
 pub use id::{SessionId, StoreKey};
 pub use key::{Key, MIN_SECRET_LEN};
-pub use layer::{IntoBackend, ResponseFuture, SessionLayer, SessionService};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use reaper::Reaper;
 pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;

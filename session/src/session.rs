@@ -8,11 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::clock::now_secs;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::record::Data;
-use crate::state::{Inner, State};
+use crate::request::state::State;
+use crate::request::tracked::Saver;
+use crate::request::Inner;
 
 /// The session of the current request, dict-style (Beaker's
 /// `environ['beaker.session']`). An axum extractor; clones share one session.
@@ -48,16 +48,26 @@ impl Session {
         self.inner.lock()
     }
 
-    pub(crate) fn with_data<R>(&self, f: impl FnOnce(&Data) -> R) -> R {
-        f(&self.lock().data)
-    }
-
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.lock())
     }
 
     fn now(&self) -> OffsetDateTime {
-        now_secs(&*self.inner.shared.clock)
+        self.inner.shared.now()
+    }
+
+    /// Who an untyped write is saved by: the layer's `auto`, or `save()`.
+    fn saver(&self) -> Saver {
+        if self.inner.shared.config.auto {
+            Saver::Auto
+        } else {
+            Saver::Explicit(None)
+        }
+    }
+
+    /// Whether the layer saves changes with no `save()` call.
+    pub(crate) fn layer_auto(&self) -> bool {
+        self.inner.shared.config.auto
     }
 
     /// The value under `key`, deserialized; `None` if there is none.
@@ -73,14 +83,15 @@ impl Session {
     /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let state = self.lock();
-        match state.data.get(key) {
+        match state.tracked.data().get(key) {
             None => Ok(None),
-            Some(value) => T::deserialize(value)
-                .map(Some)
-                .map_err(|source| SessionError::Deserialize {
+            Some(value) => T::deserialize(value).map(Some).map_err(|source| {
+                tracing::debug!(key, error = ?source.classify(), "session value does not fit the type asked for");
+                SessionError::Deserialize {
                     key: key.to_owned(),
                     source,
-                }),
+                }
+            }),
         }
     }
 
@@ -93,16 +104,17 @@ impl Session {
     /// ```
     #[must_use]
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.lock().data.get(key).cloned()
+        self.lock().tracked.data().get(key).cloned()
     }
 
-    /// Stores `value` (owned or borrowed) under `key`. Writing the value a key already holds is
-    /// not a change.
+    /// Stores `value` (owned or borrowed) under `key`. Writing the value a
+    /// key already holds is not a change.
     ///
     /// # Errors
     ///
     /// [`SessionError::Serialize`] when `value` cannot be turned into JSON;
-    /// the session is then unchanged.
+    /// [`SessionError::Deleted`] after [`delete`](Self::delete) in this
+    /// request. The session is then unchanged.
     ///
     /// ```
     /// # async fn handler(session: carafe::Session) -> Result<(), carafe::SessionError> {
@@ -115,7 +127,12 @@ impl Session {
             key: key.clone(),
             source,
         })?;
-        self.lock().set(key, value);
+        let saver = self.saver();
+        let mut state = self.lock();
+        if !state.is_live() {
+            return Err(SessionError::Deleted);
+        }
+        state.set(key, value, saver);
         Ok(())
     }
 
@@ -127,7 +144,8 @@ impl Session {
     /// # }
     /// ```
     pub fn remove(&self, key: &str) -> Option<Value> {
-        self.lock().remove(key)
+        let saver = self.saver();
+        self.lock().remove(key, saver)
     }
 
     /// Whether `key` holds a value.
@@ -139,7 +157,7 @@ impl Session {
     /// ```
     #[must_use]
     pub fn contains(&self, key: &str) -> bool {
-        self.lock().data.contains_key(key)
+        self.lock().tracked.data().contains_key(key)
     }
 
     /// Removes every key. The session itself (its id and record) stays; use
@@ -152,7 +170,8 @@ impl Session {
     /// # }
     /// ```
     pub fn clear(&self) {
-        self.lock().clear();
+        let saver = self.saver();
+        self.lock().clear(saver);
     }
 
     /// The keys, sorted.
@@ -164,7 +183,10 @@ impl Session {
     /// ```
     #[must_use]
     pub fn keys(&self) -> Vec<String> {
-        self.lock().data.keys().cloned().collect()
+        let mut keys: Vec<String> = self.lock().tracked.data().keys().cloned().collect();
+        // serde_json's `preserve_order` feature keeps insertion order.
+        keys.sort_unstable();
+        keys
     }
 
     /// How many keys the session holds.
@@ -176,7 +198,7 @@ impl Session {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().data.len()
+        self.lock().tracked.data().len()
     }
 
     /// Whether the session holds no key.
@@ -188,7 +210,7 @@ impl Session {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.lock().data.is_empty()
+        self.lock().tracked.data().is_empty()
     }
 
     /// Whether the session has changes that a save would write.
@@ -201,7 +223,7 @@ impl Session {
     /// ```
     #[must_use]
     pub fn is_modified(&self) -> bool {
-        self.lock().is_modified()
+        self.lock().tracked.is_modified()
     }
 
     /// The session's id. Treat it as a secret: its `Display` shows only a
@@ -289,10 +311,13 @@ impl Session {
     }
 
     /// Deletes the session (Beaker's `delete()`): its record is removed from
-    /// the store at the end of the request and the browser is sent an
-    /// expiring cookie. The removal happens even if the response is a 5xx.
-    /// Anything written to the session afterwards starts a new session with
-    /// a new id.
+    /// the store at the end of the request, even if the handler answers 5xx
+    /// or panics, and a browser that sent a session cookie is told to drop
+    /// it. The session is over for the rest of the request: it reads as
+    /// empty, [`insert`](Self::insert) answers [`SessionError::Deleted`],
+    /// and no change made before or after (untyped or through any
+    /// [`Typed`](crate::Typed) view) is written. To log out and go on with a
+    /// new session in the same request, use [`invalidate`](Self::invalidate).
     ///
     /// ```
     /// async fn logout(session: carafe::Session) -> &'static str {
@@ -301,13 +326,14 @@ impl Session {
     /// }
     /// ```
     pub fn delete(&self) {
-        let now = self.now();
-        self.lock().end(now);
+        self.lock().delete();
     }
 
     /// Invalidates the session (Beaker's `invalidate()`): the old record is
-    /// deleted and a new, empty session with a new id takes its place for
-    /// the rest of the request.
+    /// deleted (even if the handler answers 5xx or panics) and a new, empty
+    /// session with a new id takes its place for the rest of the request,
+    /// saved like any new session if it is modified. Typed views taken
+    /// before the call write nothing into the new session.
     ///
     /// ```
     /// # async fn handler(session: carafe::Session) {
@@ -318,13 +344,17 @@ impl Session {
     /// ```
     pub fn invalidate(&self) {
         let now = self.now();
-        self.lock().end(now);
+        self.lock().invalidate(now);
     }
 
     /// Gives the session a new id and keeps its data: the defence against
-    /// session fixation, to call whenever privileges change (login). The
-    /// session is saved under the new id at the end of the request (this
-    /// implies [`save`](Self::save)) and the old id stops working.
+    /// session fixation, to call whenever privileges change (login). At the
+    /// end of the request the record moves to the new id in one atomic store
+    /// operation (this implies [`save`](Self::save)) and the old id stops
+    /// working. If another request deleted the session meanwhile (a logout),
+    /// nothing is created and the browser is told to drop its cookie. If no
+    /// data is left ([`clear`](Self::clear) then `cycle_id()`, the Django
+    /// `flush()` way to log out), the old record is deleted.
     ///
     /// ```
     /// async fn login(session: carafe::Session) -> &'static str {
@@ -343,7 +373,7 @@ impl fmt::Debug for Session {
         let state = self.lock();
         f.debug_struct("Session")
             .field("id", &state.id)
-            .field("len", &state.data.len())
+            .field("len", &state.tracked.data().len())
             .finish_non_exhaustive()
     }
 }

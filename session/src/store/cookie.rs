@@ -1,24 +1,20 @@
 //! The client-side store: the whole session, encrypted, in the cookie. The
 //! documentation is on [`CookieStore`] (this module is private).
 
-use std::sync::Arc;
-
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::backend::{sealed, Backend, ClientCodec, IntoBackend};
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::id::{SessionId, StoreKey};
+use crate::id::SessionId;
 use crate::key::{fill_random, Key, Keys};
-use crate::layer::{sealed, Backend, IntoBackend};
-use crate::record::{Change, Data, Record, SaveOutcome};
-use crate::state::{session_cookie, ClientCodec};
-use crate::store::SessionStore;
+use crate::record::{Data, Record};
+use crate::wire::session_cookie;
 
 /// The format version, the first byte of every cookie.
 const VERSION: u8 = 1;
@@ -267,10 +263,7 @@ impl CookieStore {
 
 impl IntoBackend for CookieStore {
     fn into_backend(self) -> Backend {
-        Backend {
-            store: Arc::new(ClientSide),
-            client: Some(Arc::new(Codec::from(&self))),
-        }
+        Backend::client(Codec::from(&self))
     }
 }
 
@@ -416,38 +409,6 @@ impl ClientCodec for Codec {
         let value = seal(keys.current(), VERSION, &plaintext)?;
         debug_assert_eq!(value.len(), value_len);
         Ok(value)
-    }
-}
-
-/// The store the layer holds in client-side mode. The layer never calls it:
-/// the cookie is the store.
-#[derive(Debug)]
-struct ClientSide;
-
-#[async_trait]
-impl SessionStore for ClientSide {
-    async fn load(&self, _: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(None)
-    }
-
-    async fn save(&self, _: &StoreKey, _: &Change) -> Result<SaveOutcome, StoreError> {
-        // Never called in client-side mode; refuse loudly rather than pretend
-        // something was stored.
-        Err(StoreError::backend(std::io::Error::other(
-            "the cookie store keeps sessions in the cookie, not on the server",
-        )))
-    }
-
-    async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-
-    fn name(&self) -> &'static str {
-        "cookie"
     }
 }
 

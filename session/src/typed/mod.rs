@@ -2,16 +2,20 @@
 
 use std::ops::{Deref, DerefMut};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use time::OffsetDateTime;
 
-use crate::__private::{Reader, Writer};
 use crate::error::{SessionError, TypedError};
 use crate::extract::SessionRejection;
 use crate::id::SessionId;
-use crate::record::Data;
+use crate::request::tracked::Saver;
 use crate::session::Session;
+
+mod fields;
+
+use fields::{changes, Baseline};
+pub use fields::{Reader, Writer};
 
 /// A struct that is a view of a session's data, one session key per field.
 ///
@@ -36,16 +40,19 @@ pub trait SessionData: Sized + Send + Sync + 'static {
 ///
 /// Reads are plain field access through `Deref`. Taking `&mut` (any write)
 /// marks the view for a flush: when the `Typed` is dropped (at the latest
-/// when the handler returns), each stored field is compared with the
-/// session's value and only the fields whose value changed are written back
-/// and handed to the store. A write that restores the old value is no change.
+/// when the handler returns), each stored field's JSON is compared with its
+/// JSON when the view loaded it, and only the fields this view changed are
+/// written into the session and handed to the store. A write that restores
+/// the old value is no change. Two views of one struct in a request (a
+/// middleware's and a handler's) merge field by field.
 ///
-/// With `#[session(auto)]` the changes are saved at the end of the request;
-/// without it, call [`Typed::save`] or [`Typed::persist`].
+/// With `#[session(auto)]` (or the layer's `auto`) the view's changes are
+/// saved at the end of the request; without it, call [`Typed::save`] or
+/// [`Typed::persist`] (or `save()` on the session or any other view), or a
+/// `tracing` warning names the struct and the fields that were not saved.
 ///
-/// After [`Typed::delete`] or [`Typed::invalidate`] the view is detached:
-/// its fields keep their values, but changes to them are no longer written
-/// to the session.
+/// After [`Typed::delete`] or [`Typed::invalidate`] (or the same on the
+/// session), views taken before write nothing.
 ///
 /// ```
 /// use carafe::{Session, Typed};
@@ -65,9 +72,14 @@ pub trait SessionData: Sized + Send + Sync + 'static {
 pub struct Typed<T: SessionData> {
     session: Session,
     value: T,
-    baseline: Data,
-    touched: bool,
-    detached: bool,
+    /// The fields' JSON when loaded or last written; taken at the first
+    /// `&mut` (a view never written needs none).
+    baseline: Option<Baseline>,
+    /// `&mut` was taken since the last flush.
+    dirty: bool,
+    /// The session's epoch when the view was made: after a `delete()` or
+    /// `invalidate()` the view writes nothing.
+    epoch: u64,
 }
 
 impl<T: SessionData> Typed<T> {
@@ -75,8 +87,8 @@ impl<T: SessionData> Typed<T> {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Typed`] when a field with no default is missing or
-    /// does not deserialize.
+    /// [`TypedError::Missing`] when a field with no default is missing,
+    /// [`TypedError::Invalid`] when one does not deserialize.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
@@ -89,23 +101,53 @@ impl<T: SessionData> Typed<T> {
     ///     Ok(prefs.theme.clone())
     /// }
     /// ```
-    pub fn from_session(session: Session) -> Result<Self, SessionError> {
-        let (value, baseline) = session.with_data(|data| {
-            let mut reader = Reader::new::<T>(data);
-            T::__load(&mut reader).map(|value| (value, reader.into_baseline()))
+    pub fn from_session(session: Session) -> Result<Self, TypedError> {
+        let (value, epoch) = session.with_state(|state| {
+            let mut reader = Reader::new::<T>(state.tracked.data());
+            T::__load(&mut reader).map(|value| (value, state.epoch))
         })?;
         Ok(Typed {
             session,
             value,
-            baseline,
-            touched: false,
-            detached: false,
+            baseline: None,
+            dirty: false,
+            epoch,
         })
     }
 
-    /// Writes changed fields into the session now. Called by `save`,
-    /// `persist`, `cycle_id` and on drop; call it yourself before using the
-    /// untyped [`Session`](struct@Session) for keys this struct owns in the same request.
+    /// Puts a whole struct into the session (at login: build an `Auth` and
+    /// store it): every stored field is written when the view is flushed,
+    /// whatever the session held under its keys.
+    ///
+    /// ```
+    /// # use carafe::{Session, Typed};
+    /// #[derive(Session)]
+    /// #[session(auto, namespace = "auth")]
+    /// struct Auth { user: String, admin: bool }
+    ///
+    /// async fn login(session: Session) -> &'static str {
+    ///     session.cycle_id();
+    ///     Typed::insert(session, Auth { user: "ada".into(), admin: false });
+    ///     "logged in"
+    /// }
+    /// ```
+    pub fn insert(session: Session, value: T) -> Self {
+        let epoch = session.with_state(|state| state.epoch);
+        Typed {
+            session,
+            value,
+            baseline: Some(Baseline::unknown()),
+            dirty: true,
+            epoch,
+        }
+    }
+
+    /// Writes the fields this view changed into the session now (only
+    /// those: a field the view did not change is never written back, even if
+    /// the session's value differs). Called by `save`, `persist`,
+    /// `cycle_id` and on drop; call it yourself before reading, through the
+    /// untyped [`Session`](struct@Session), keys this struct owns in the same
+    /// request.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
@@ -117,20 +159,41 @@ impl<T: SessionData> Typed<T> {
     /// }
     /// ```
     pub fn flush(&mut self) {
-        if !self.touched || self.detached {
+        if !self.dirty {
             return;
         }
-        self.touched = false;
-        let changed = self
-            .session
-            .with_state(|state| crate::__private::store(&self.value, state, &self.baseline));
-        if changed && T::AUTO {
-            self.session.save();
+        self.dirty = false;
+        let Some(old) = &self.baseline else {
+            return;
+        };
+        let (changed, next) = changes(&self.value, old);
+        self.baseline = Some(next);
+        if changed.is_empty() {
+            return;
         }
+        let saver = if T::AUTO || self.session.layer_auto() {
+            Saver::Auto
+        } else {
+            Saver::Explicit(Some(std::any::type_name::<T>()))
+        };
+        let epoch = self.epoch;
+        self.session.with_state(|state| {
+            if state.epoch != epoch || !state.is_live() {
+                tracing::debug!(
+                    r#struct = std::any::type_name::<T>(),
+                    "typed view from before delete()/invalidate(): its changes are not written"
+                );
+                return;
+            }
+            for (key, value) in changed {
+                state.set(key.to_owned(), value, saver);
+            }
+        });
     }
 
     /// Flags the session to be saved at the end of the request (Beaker's
-    /// `save()`), after writing this struct's changes into it.
+    /// `save()`), after writing this view's changes into it. Like
+    /// [`Session::save`], it saves every change of the session.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
@@ -141,12 +204,11 @@ impl<T: SessionData> Typed<T> {
     /// }
     /// ```
     pub fn save(&mut self) {
-        self.touched = true;
         self.flush();
         self.session.save();
     }
 
-    /// Writes this struct's changes into the session and stores the session
+    /// Writes this view's changes into the session and stores the session
     /// now (Beaker's `persist()`).
     ///
     /// # Errors
@@ -162,43 +224,41 @@ impl<T: SessionData> Typed<T> {
     /// }
     /// ```
     pub async fn persist(&mut self) -> Result<(), SessionError> {
-        self.touched = true;
         self.flush();
         self.session.persist().await
     }
 
-    /// Deletes the session (see [`Session::delete`]) and detaches this view.
+    /// Deletes the session (see [`Session::delete`]). Neither this view nor
+    /// any other writes anything afterwards, whatever it changed before.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
     /// # #[derive(Session, Default)] #[session(default)] struct Auth { user: Option<String> }
-    /// async fn logout(mut auth: Typed<Auth>) -> &'static str {
+    /// async fn logout(auth: Typed<Auth>) -> &'static str {
     ///     auth.delete();
     ///     "logged out"
     /// }
     /// ```
-    pub fn delete(&mut self) {
-        self.detached = true;
+    pub fn delete(&self) {
         self.session.delete();
     }
 
-    /// Invalidates the session (see [`Session::invalidate`]) and detaches
-    /// this view.
+    /// Invalidates the session (see [`Session::invalidate`]): this view and
+    /// every other view taken before write nothing into the new session.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
     /// # #[derive(Session, Default)] #[session(default)] struct Auth { user: Option<String> }
-    /// async fn reset(mut auth: Typed<Auth>) {
+    /// async fn reset(auth: Typed<Auth>) {
     ///     auth.invalidate();
     /// }
     /// ```
-    pub fn invalidate(&mut self) {
-        self.detached = true;
+    pub fn invalidate(&self) {
         self.session.invalidate();
     }
 
-    /// Gives the session a new id, keeping its data (see
-    /// [`Session::cycle_id`]); call it at login.
+    /// Writes this view's changes, then gives the session a new id keeping
+    /// its data (see [`Session::cycle_id`]); call it at login.
     ///
     /// ```
     /// # use carafe::{Session, Typed};
@@ -283,7 +343,11 @@ impl<T: SessionData> Deref for Typed<T> {
 
 impl<T: SessionData> DerefMut for Typed<T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.touched = true;
+        if self.baseline.is_none() {
+            // Before the first write: the fields as loaded.
+            self.baseline = Some(Baseline::of(&self.value));
+        }
+        self.dirty = true;
         &mut self.value
     }
 }
@@ -308,5 +372,34 @@ impl<T: SessionData, S: Send + Sync> FromRequestParts<S> for Typed<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state).await?;
         Typed::from_session(session).map_err(SessionRejection::from_typed)
+    }
+}
+
+/// `Option<Typed<T>>`: `None` when a field of `T` with no default is missing
+/// from the session ("maybe logged in"), with nothing logged. A value that
+/// is present but does not deserialize is still a rejection (500, logged).
+///
+/// ```
+/// use carafe::{Session, Typed};
+///
+/// #[derive(Session)]
+/// #[session(namespace = "auth")]
+/// struct Auth { user: String }
+///
+/// async fn whoami(auth: Option<Typed<Auth>>) -> String {
+///     auth.map_or_else(|| "anonymous".into(), |auth| auth.user.clone())
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(whoami));
+/// ```
+impl<T: SessionData, S: Send + Sync> OptionalFromRequestParts<S> for Typed<T> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        match Typed::from_session(session) {
+            Ok(typed) => Ok(Some(typed)),
+            Err(TypedError::Missing { .. }) => Ok(None),
+            Err(err) => Err(SessionRejection::from_typed(err)),
+        }
     }
 }
