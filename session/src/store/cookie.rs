@@ -442,6 +442,10 @@ impl SessionStore for ClientSide {
         Ok(())
     }
 
+    async fn cycle(&self, _: &StoreKey, _: &StoreKey, _: &Change) -> Result<SaveOutcome, StoreError> {
+        Ok(SaveOutcome::Missing)
+    }
+
     async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(0)
     }

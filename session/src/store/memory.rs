@@ -92,6 +92,19 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        let mut records = self.lock();
+        if records.contains_key(to) {
+            return Err(StoreError::Conflict);
+        }
+        let Some(mut record) = records.remove(from) else {
+            return Ok(SaveOutcome::Missing);
+        };
+        change.apply(&mut record);
+        records.insert(to.clone(), record);
+        Ok(SaveOutcome::Saved)
+    }
+
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let mut records = self.lock();
         let before = records.len();

@@ -100,6 +100,44 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// When the backend fails.
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
 
+    /// Moves the record filed under `from` to `to`, merging `change` into
+    /// it, as one atomic step: how `cycle_id()` (at login) gives a session a
+    /// new id. `change.kind` is [`SaveKind::Update`](crate::SaveKind::Update):
+    /// keys in `change.set` are written, keys in `change.removed` removed,
+    /// every other key of the record *as it is now* kept, timestamps
+    /// replaced.
+    ///
+    /// * No record under `from` (deleted meanwhile, by a logout in another
+    ///   request): nothing is written, the answer is
+    ///   [`SaveOutcome::Missing`]. A deleted session is never brought back
+    ///   under a new id.
+    /// * A record under `to` already: nothing is written, the answer is
+    ///   [`StoreError::Conflict`].
+    /// * Otherwise the merged record is filed under `to` and `from` holds
+    ///   nothing, and no other call on the store sees one without the other:
+    ///   a delete of `from` that overlaps the move either comes first (the
+    ///   move answers `Missing`) or finds nothing to delete.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when `to` is taken; any other variant when
+    /// the backend fails (then nothing was moved).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use carafe::{Change, SaveKind, SaveOutcome, SessionId, SessionStore};
+    /// let store = carafe::MemoryStore::new();
+    /// let (from, to) = (SessionId::generate().store_key(), SessionId::generate().store_key());
+    /// let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let change = Change { kind: SaveKind::Update, set: Default::default(), removed: vec![],
+    ///                       created: t, accessed: t, expires: t };
+    /// // Nothing under `from`: nothing is created under `to`.
+    /// assert_eq!(store.cycle(&from, &to, &change).await?, SaveOutcome::Missing);
+    /// assert!(store.load(&to).await?.is_none());
+    /// # Ok::<(), carafe::StoreError>(()) }).unwrap();
+    /// ```
+    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError>;
+
     /// Deletes every record that expired at or before `now`.
     ///
     /// # Errors
@@ -121,6 +159,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         (**self).delete(key).await
+    }
+    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        (**self).cycle(from, to, change).await
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         (**self).delete_expired(now).await
