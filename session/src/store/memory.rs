@@ -121,6 +121,7 @@ impl SessionStore for MemoryStore {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "conformance")]
     #[tokio::test]
     async fn conformance() {
         crate::store::conformance::run(|| async { MemoryStore::new() }).await;
