@@ -80,7 +80,12 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         self.check()?;
         self.inner.delete(key).await
     }
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         self.cycles.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         *self.last_change.lock().unwrap() = Some(change.clone());

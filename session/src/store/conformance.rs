@@ -1200,7 +1200,12 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         t + Duration::seconds(5),
         t + Duration::days(1),
     );
-    let outcome = ok(store, CHECK, "update by another save", store.save(&from, &other).await);
+    let outcome = ok(
+        store,
+        CHECK,
+        "update by another save",
+        store.save(&from, &other).await,
+    );
     ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
 
     let change = update(
@@ -1238,7 +1243,12 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         None,
     );
     // The old key is free again; an update of it finds nothing.
-    let outcome = ok(store, CHECK, "update of the old key", store.save(&from, &other).await);
+    let outcome = ok(
+        store,
+        CHECK,
+        "update of the old key",
+        store.save(&from, &other).await,
+    );
     ensure_eq(
         store,
         CHECK,
@@ -1256,8 +1266,19 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         t + Duration::minutes(4),
         t + Duration::days(4),
     );
-    let outcome = ok(store, CHECK, "touch-only cycle", store.cycle(&to, &third, &touch).await);
-    ensure_eq(store, CHECK, "outcome of a touch-only cycle", outcome, SaveOutcome::Saved);
+    let outcome = ok(
+        store,
+        CHECK,
+        "touch-only cycle",
+        store.cycle(&to, &third, &touch).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of a touch-only cycle",
+        outcome,
+        SaveOutcome::Saved,
+    );
     ensure_eq(
         store,
         CHECK,
@@ -1418,7 +1439,7 @@ const CYCLE_ROUNDS: usize = 30;
 #[derive(Default)]
 struct Raced {
     /// The delete's answer and a load of `to` right after it.
-    deleted: Option<(Result<(), StoreError>, Result<Option<Record>, StoreError>)>,
+    deleted: Option<(Result<(), StoreError>, Loaded)>,
     /// The cycle's answer.
     cycled: Option<Result<SaveOutcome, StoreError>>,
     /// Records the watcher found under `to` and then still under `from`.
@@ -1426,6 +1447,13 @@ struct Raced {
 }
 
 type Racer<'a> = Pin<Box<dyn Future<Output = Raced> + Send + 'a>>;
+
+/// What a load answers.
+type Loaded = Result<Option<Record>, StoreError>;
+
+/// A save racing a cycle in [`cycle_racing_update`]: the update's index
+/// (`None` for the cycle) and its answer.
+type Saver<'a> = Pin<Box<dyn Future<Output = (Option<usize>, Result<SaveOutcome, StoreError>)> + Send + 'a>>;
 
 /// Yields to the scheduler `n` times, to start a racing call later.
 async fn yields(n: usize) {
@@ -1481,7 +1509,13 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
     );
     for round in 0..CYCLE_ROUNDS {
         let (from, to) = (key(), key());
-        must_create(store, CHECK, &from, &create(initial.clone(), t, t + Duration::days(1))).await;
+        must_create(
+            store,
+            CHECK,
+            &from,
+            &create(initial.clone(), t, t + Duration::days(1)),
+        )
+        .await;
         let done = AtomicBool::new(false);
         let (from, to, change, done) = (&from, &to, &change, &done);
         // The delete, then a load of `to`: what a request that starts after
@@ -1508,7 +1542,9 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
         let watcher: Racer<'_> = Box::pin(async move {
             let mut both = Vec::new();
             while !done.load(Ordering::SeqCst) {
-                if let (Ok(Some(under_to)), Ok(Some(under_from))) = (store.load(to).await, store.load(from).await) {
+                if let (Ok(Some(under_to)), Ok(Some(under_from))) =
+                    (store.load(to).await, store.load(from).await)
+                {
                     both.push((under_to, under_from));
                 }
                 yields(1).await;
@@ -1532,7 +1568,12 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
             fail(store, CHECK, format_args!("a racing call did not answer"));
         };
         ok(store, CHECK, "racing delete", deleted);
-        let seen_after_delete = ok(store, CHECK, "load of the new key after the delete", seen_after_delete);
+        let seen_after_delete = ok(
+            store,
+            CHECK,
+            "load of the new key after the delete",
+            seen_after_delete,
+        );
         let outcome = ok(store, CHECK, "racing cycle", outcome);
         if let Some((under_to, under_from)) = both.first() {
             fail(
@@ -1636,19 +1677,19 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             store,
             CHECK,
             &from,
-            &create(data(&[("user", json!("ada")), ("guest", json!(true))]), t, t + Duration::days(1)),
+            &create(
+                data(&[("user", json!("ada")), ("guest", json!(true))]),
+                t,
+                t + Duration::days(1),
+            ),
         )
         .await;
         let (from_ref, to_ref, change_ref) = (&from, &to, &change);
-        let mut futures: Vec<Pin<Box<dyn Future<Output = (Option<usize>, Result<SaveOutcome, StoreError>)> + Send + '_>>> =
-            updates
-                .iter()
-                .enumerate()
-                .map(|(i, u)| {
-                    Box::pin(async move { (Some(i), store.save(from_ref, u).await) })
-                        as Pin<Box<dyn Future<Output = _> + Send + '_>>
-                })
-                .collect();
+        let mut futures: Vec<Saver<'_>> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Box::pin(async move { (Some(i), store.save(from_ref, u).await) }) as Saver<'_>)
+            .collect();
         // The cycle starts at another place among the updates each round.
         futures.insert(
             (round * 2 + 1).min(UPDATES),
@@ -1666,7 +1707,13 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
                 None => cycled = Some(ok(store, CHECK, "cycle", result)),
             }
         }
-        ensure_eq(store, CHECK, "outcome of the cycle", cycled, Some(SaveOutcome::Saved));
+        ensure_eq(
+            store,
+            CHECK,
+            "outcome of the cycle",
+            cycled,
+            Some(SaveOutcome::Saved),
+        );
         ensure_eq(
             store,
             CHECK,
@@ -1675,7 +1722,11 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             None,
         );
         let Some(record) = must_load(store, CHECK, &to).await else {
-            fail(store, CHECK, format_args!("round {round}: nothing under the new key after the cycle"));
+            fail(
+                store,
+                CHECK,
+                format_args!("round {round}: nothing under the new key after the cycle"),
+            );
         };
         let lost: Vec<usize> = saved
             .iter()
@@ -1702,12 +1753,32 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             fail(
                 store,
                 CHECK,
-                format_args!("round {round}: updates {written:?} answered Missing but their keys were written"),
+                format_args!(
+                    "round {round}: updates {written:?} answered Missing but their keys were written"
+                ),
             );
         }
-        ensure_eq(store, CHECK, "a key the cycle set", record.data.get("logged_in"), Some(&json!(true)));
-        ensure_eq(store, CHECK, "a key the cycle removed", record.data.get("guest"), None);
-        ensure_eq(store, CHECK, "a key nobody touched", record.data.get("user"), Some(&json!("ada")));
+        ensure_eq(
+            store,
+            CHECK,
+            "a key the cycle set",
+            record.data.get("logged_in"),
+            Some(&json!(true)),
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            "a key the cycle removed",
+            record.data.get("guest"),
+            None,
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            "a key nobody touched",
+            record.data.get("user"),
+            Some(&json!("ada")),
+        );
     }
 }
 
@@ -1879,7 +1950,12 @@ mod tests {
             Ok(())
         }
 
-        async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        async fn cycle(
+            &self,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
             let (from, to) = (self.key(from), self.key(to));
             if self.flaw == Flaw::CycleCopiesThenDeletes {
                 // A load, a create and a delete, each its own step.
@@ -2056,7 +2132,12 @@ mod tests {
             async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
                 self.0.delete(key).await
             }
-            async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+            async fn cycle(
+                &self,
+                from: &StoreKey,
+                to: &StoreKey,
+                change: &Change,
+            ) -> Result<SaveOutcome, StoreError> {
                 self.0.cycle(from, to, change).await
             }
             async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {

@@ -190,7 +190,11 @@ impl FileStore {
     /// Takes the locks of `a`'s and `b`'s stripes, lowest stripe first so
     /// that two overlapping cycles never wait for each other in a circle;
     /// keys on the same stripe take its lock once.
-    async fn lock_two(&self, a: &StoreKey, b: &StoreKey) -> (OwnedMutexGuard<()>, Option<OwnedMutexGuard<()>>) {
+    async fn lock_two(
+        &self,
+        a: &StoreKey,
+        b: &StoreKey,
+    ) -> (OwnedMutexGuard<()>, Option<OwnedMutexGuard<()>>) {
         let (sa, sb) = (stripe(a.as_str()), stripe(b.as_str()));
         let take = |s: usize| Arc::clone(&self.inner.locks[s]).lock_owned();
         match sa.cmp(&sb) {
@@ -523,7 +527,12 @@ impl SessionStore for FileStore {
     /// nothing is filed under `to`, reads `from`, writes the merged record
     /// over `from` atomically and renames it to `to`. A `from` that is not a
     /// valid record is [`StoreError::Corrupt`] and nothing moves.
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         let guards = self.lock_two(from, to).await;
         let (from, to) = (from.clone(), to.clone());
         let change = change.clone();

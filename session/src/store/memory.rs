@@ -92,7 +92,12 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         let mut records = self.lock();
         if records.contains_key(to) {
             return Err(StoreError::Conflict);
@@ -117,11 +122,10 @@ impl SessionStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "conformance"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "conformance")]
     #[tokio::test]
     async fn conformance() {
         crate::store::conformance::run(|| async { MemoryStore::new() }).await;

@@ -143,7 +143,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// assert!(store.load(&to).await?.is_none());
     /// # Ok::<(), carafe::StoreError>(()) }).unwrap();
     /// ```
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError>;
+    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change)
+        -> Result<SaveOutcome, StoreError>;
 
     /// Deletes every record that expired at or before `now`.
     ///
@@ -167,7 +168,12 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         (**self).delete(key).await
     }
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         (**self).cycle(from, to, change).await
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -454,7 +454,12 @@ impl SessionStore for PostgresStore {
     /// and then finds no row; an update of `from` that commits first is
     /// merged, one that comes after finds no row (`Missing`). A taken `to`
     /// violates the primary key: [`StoreError::Conflict`], nothing moved.
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         let result = sqlx::query(&self.sql.cycle)
             .bind(from.as_str())
             .bind(to.as_str())

@@ -467,13 +467,18 @@ impl RedisStore {
     }
 }
 
+/// Hash fields and their values, as bytes.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The fields of a taken hash with `change` merged in, as the cycle script
 /// merges: removed and set data fields replaced, `m:accessed` and
 /// `m:expires` replaced, every other field (`m:created` among them) kept
 /// byte for byte.
-fn merge_fields(items: Vec<Value>, change: &Change) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+fn merge_fields(items: Vec<Value>, change: &Change) -> Result<Fields, StoreError> {
     if items.len() % 2 != 0 {
-        return Err(StoreError::Corrupt("HGETALL answered an odd number of items".into()));
+        return Err(StoreError::Corrupt(
+            "HGETALL answered an odd number of items".into(),
+        ));
     }
     let mut replaced: std::collections::HashSet<Vec<u8>> = change
         .removed
@@ -487,7 +492,9 @@ fn merge_fields(items: Vec<Value>, change: &Change) -> Result<Vec<(Vec<u8>, Vec<
     let mut items = items.into_iter();
     while let (Some(field), Some(value)) = (items.next(), items.next()) {
         let (Some(field), Some(value)) = (bytes(field), bytes(value)) else {
-            return Err(StoreError::Corrupt("a hash field or value is not a string".into()));
+            return Err(StoreError::Corrupt(
+                "a hash field or value is not a string".into(),
+            ));
         };
         if !replaced.contains(&field) {
             pairs.push((field, value));
@@ -497,8 +504,14 @@ fn merge_fields(items: Vec<Value>, change: &Change) -> Result<Vec<(Vec<u8>, Vec<
         let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
         pairs.push((data_field(name).into_bytes(), json));
     }
-    pairs.push((ACCESSED.as_bytes().to_vec(), timestamp(change.accessed).into_bytes()));
-    pairs.push((EXPIRES.as_bytes().to_vec(), timestamp(change.expires).into_bytes()));
+    pairs.push((
+        ACCESSED.as_bytes().to_vec(),
+        timestamp(change.accessed).into_bytes(),
+    ));
+    pairs.push((
+        EXPIRES.as_bytes().to_vec(),
+        timestamp(change.expires).into_bytes(),
+    ));
     Ok(pairs)
 }
 
@@ -728,7 +741,12 @@ impl SessionStore for RedisStore {
     /// slots and the server refuses the script with `CROSSSLOT`, a
     /// two-step fallback that is not atomic (see
     /// [Redis Cluster](RedisStore#redis-cluster)).
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         let mut invocation = self.cycle_script.key(self.redis_key(from));
         invocation
             .key(self.redis_key(to))
@@ -1143,7 +1161,9 @@ mod tests {
             ("d:drop", "2"),
             ("d:set", "3"),
         ]);
-        let Value::Array(items) = taken else { unreachable!() };
+        let Value::Array(items) = taken else {
+            unreachable!()
+        };
         let mut set = Data::new();
         set.insert("set".into(), serde_json::json!(4));
         set.insert("new".into(), serde_json::json!("n"));
@@ -1197,7 +1217,12 @@ mod tests {
             async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
                 self.0.delete(key).await
             }
-            async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+            async fn cycle(
+                &self,
+                from: &StoreKey,
+                to: &StoreKey,
+                change: &Change,
+            ) -> Result<SaveOutcome, StoreError> {
                 self.0.cycle_across_slots(from, to, change).await
             }
             async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -439,7 +439,12 @@ impl SessionStore for SqliteStore {
     /// comes wholly before (it is merged, or the move answers `Missing`) or
     /// after (it finds no row). A taken `to` violates the primary key:
     /// [`StoreError::Conflict`], nothing moved.
-    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
         let (patch, members) = merge_args(change)?;
         let result = sqlx::query(&self.sql.cycle)
             .bind(from.as_str())
