@@ -754,6 +754,14 @@ async fn a_hung_store_times_out() {
         async fn delete(&self, _: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
             std::future::pending().await
         }
+        async fn cycle(
+            &self,
+            _: &carafe::StoreKey,
+            _: &carafe::StoreKey,
+            _: &carafe::Change,
+        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            std::future::pending().await
+        }
         async fn delete_expired(&self, _: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
             std::future::pending().await
         }
@@ -809,6 +817,14 @@ async fn corrupt_record_is_a_fresh_session() {
         }
         async fn delete(&self, k: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
             self.0.delete(k).await
+        }
+        async fn cycle(
+            &self,
+            from: &carafe::StoreKey,
+            to: &carafe::StoreKey,
+            change: &carafe::Change,
+        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            self.0.cycle(from, to, change).await
         }
         async fn delete_expired(&self, now: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
             self.0.delete_expired(now).await

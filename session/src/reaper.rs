@@ -266,6 +266,9 @@ mod tests {
         async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn cycle(&self, _: &StoreKey, _: &StoreKey, _: &Change) -> Result<SaveOutcome, StoreError> {
+            Ok(SaveOutcome::Missing)
+        }
         async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(delay) = self.delay {

@@ -13,6 +13,7 @@ pub struct Probe<S> {
     pub loads: Arc<AtomicUsize>,
     pub saves: Arc<AtomicUsize>,
     pub deletes: Arc<AtomicUsize>,
+    pub cycles: Arc<AtomicUsize>,
     pub failing: Arc<AtomicBool>,
     pub last_change: Arc<std::sync::Mutex<Option<Change>>>,
 }
@@ -24,6 +25,7 @@ impl<S: SessionStore> Probe<S> {
             loads: Arc::default(),
             saves: Arc::default(),
             deletes: Arc::default(),
+            cycles: Arc::default(),
             failing: Arc::default(),
             last_change: Arc::default(),
         }
@@ -33,6 +35,7 @@ impl<S: SessionStore> Probe<S> {
         self.loads.load(Ordering::SeqCst)
             + self.saves.load(Ordering::SeqCst)
             + self.deletes.load(Ordering::SeqCst)
+            + self.cycles.load(Ordering::SeqCst)
     }
 
     pub fn saves(&self) -> usize {
@@ -76,6 +79,17 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.delete(key).await
+    }
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
+        self.cycles.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        *self.last_change.lock().unwrap() = Some(change.clone());
+        self.inner.cycle(from, to, change).await
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.check()?;

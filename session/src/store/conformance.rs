@@ -1,6 +1,14 @@
 //! The store conformance suite: checks that a [`SessionStore`] keeps the
 //! contract documented on the trait.
 //!
+//! Compiled only with the `conformance` feature: enable it where you run
+//! the suite, in `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! carafe = { version = "0.1", features = ["conformance"] }
+//! ```
+//!
 //! **This is test-support code.** Every check panics, with a message naming
 //! the store and the rule, on the first violation it finds, and a store error
 //! where the rule expects success is a violation too. Call it from a test,
@@ -42,6 +50,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use serde_json::{json, Value};
@@ -169,6 +178,11 @@ where
     overlapping_updates_and_removals(&make().await).await;
     values_round_trip(&make().await).await;
     keys_are_isolated(&make().await).await;
+    cycle_moves_record(&make().await).await;
+    cycle_missing_is_missing(&make().await).await;
+    cycle_onto_existing_conflicts(&make().await).await;
+    cycle_racing_delete_never_resurrects(&make().await).await;
+    cycle_racing_update(&make().await).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1148,6 +1162,626 @@ pub async fn keys_are_isolated(store: &dyn SessionStore) {
     ensure_eq(store, CHECK, "deleted a", must_load(store, CHECK, &a).await, None);
 }
 
+/// A cycle moves the record: under `to` it has the data as it is in the
+/// store now (a key another save wrote to `from` after the session was
+/// loaded included), with the change's `set` keys written and `removed`
+/// keys removed, `accessed` and `expires` replaced and `created` kept; and
+/// `from` loads `None`. A touch-only cycle (nothing set or removed) moves
+/// the data unchanged.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::cycle_moves_record(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn cycle_moves_record(store: &dyn SessionStore) {
+    const CHECK: &str = "cycle_moves_record";
+    let t = now();
+    let (from, to) = (key(), key());
+    let initial = create(
+        data(&[
+            ("user", json!("ada")),
+            ("overwrite", json!(1)),
+            ("drop", json!([1, 2])),
+        ]),
+        t,
+        t + Duration::days(1),
+    );
+    must_create(store, CHECK, &from, &initial).await;
+    // Another request writes a key after this one loaded the session.
+    let other = update(
+        data(&[("written_meanwhile", json!({"by": "another save"}))]),
+        &[],
+        t,
+        t + Duration::seconds(5),
+        t + Duration::days(1),
+    );
+    let outcome = ok(
+        store,
+        CHECK,
+        "update by another save",
+        store.save(&from, &other).await,
+    );
+    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
+
+    let change = update(
+        data(&[("overwrite", json!(2)), ("logged_in", json!(true))]),
+        &["drop", "never_there"],
+        t + Duration::seconds(99),
+        t + Duration::minutes(3),
+        t + Duration::days(3),
+    );
+    let outcome = ok(store, CHECK, "cycle", store.cycle(&from, &to, &change).await);
+    ensure_eq(store, CHECK, "outcome of a cycle", outcome, SaveOutcome::Saved);
+    let want = Record {
+        data: data(&[
+            ("user", json!("ada")),
+            ("overwrite", json!(2)),
+            ("written_meanwhile", json!({"by": "another save"})),
+            ("logged_in", json!(true)),
+        ]),
+        created: t,
+        accessed: t + Duration::minutes(3),
+        expires: t + Duration::days(3),
+    };
+    ensure_eq(
+        store,
+        CHECK,
+        "record under the new key after a cycle",
+        must_load(store, CHECK, &to).await,
+        Some(want.clone()),
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "record under the old key after a cycle",
+        must_load(store, CHECK, &from).await,
+        None,
+    );
+    // The old key is free again; an update of it finds nothing.
+    let outcome = ok(
+        store,
+        CHECK,
+        "update of the old key",
+        store.save(&from, &other).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of an update of the old key after a cycle",
+        outcome,
+        SaveOutcome::Missing,
+    );
+
+    // A touch-only cycle moves the data as it is.
+    let third = key();
+    let touch = update(
+        Data::new(),
+        &[],
+        t,
+        t + Duration::minutes(4),
+        t + Duration::days(4),
+    );
+    let outcome = ok(
+        store,
+        CHECK,
+        "touch-only cycle",
+        store.cycle(&to, &third, &touch).await,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of a touch-only cycle",
+        outcome,
+        SaveOutcome::Saved,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "record after a touch-only cycle",
+        must_load(store, CHECK, &third).await,
+        Some(Record {
+            accessed: t + Duration::minutes(4),
+            expires: t + Duration::days(4),
+            ..want
+        }),
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "old key after a touch-only cycle",
+        must_load(store, CHECK, &to).await,
+        None,
+    );
+}
+
+/// A cycle of a key with no record (never created, or deleted) answers
+/// [`SaveOutcome::Missing`] and writes nothing under `to`: a deleted
+/// session is never brought back under a new id.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::cycle_missing_is_missing(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn cycle_missing_is_missing(store: &dyn SessionStore) {
+    const CHECK: &str = "cycle_missing_is_missing";
+    let t = now();
+    let change = update(
+        data(&[("user", json!("mallory"))]),
+        &[],
+        t,
+        t,
+        t + Duration::days(1),
+    );
+    let touch = update(Data::new(), &[], t, t, t + Duration::days(1));
+
+    let (never, to) = (key(), key());
+    for (what, change) in [("cycle", &change), ("touch-only cycle", &touch)] {
+        let outcome = ok(store, CHECK, what, store.cycle(&never, &to, change).await);
+        ensure_eq(
+            store,
+            CHECK,
+            &format!("outcome of a {what} of a key never saved"),
+            outcome,
+            SaveOutcome::Missing,
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            &format!("new key after a {what} of a key never saved"),
+            must_load(store, CHECK, &to).await,
+            None,
+        );
+    }
+
+    let (deleted, to) = (key(), key());
+    must_create(
+        store,
+        CHECK,
+        &deleted,
+        &create(data(&[("user", json!("ada"))]), t, t + Duration::days(1)),
+    )
+    .await;
+    ok(store, CHECK, "delete", store.delete(&deleted).await);
+    let outcome = ok(store, CHECK, "cycle", store.cycle(&deleted, &to, &change).await);
+    ensure_eq(
+        store,
+        CHECK,
+        "outcome of a cycle of a deleted key",
+        outcome,
+        SaveOutcome::Missing,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "new key after a cycle of a deleted key",
+        must_load(store, CHECK, &to).await,
+        None,
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "deleted key after a cycle of it",
+        must_load(store, CHECK, &deleted).await,
+        None,
+    );
+}
+
+/// A cycle onto a key that holds a record answers [`StoreError::Conflict`]
+/// and changes neither record.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::cycle_onto_existing_conflicts(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
+    const CHECK: &str = "cycle_onto_existing_conflicts";
+    let t = now();
+    let (from, to) = (key(), key());
+    let first = create(data(&[("owner", json!("from"))]), t, t + Duration::days(1));
+    let second = create(
+        data(&[("owner", json!("to")), ("other", json!(2))]),
+        t + Duration::seconds(1),
+        t + Duration::days(2),
+    );
+    must_create(store, CHECK, &from, &first).await;
+    must_create(store, CHECK, &to, &second).await;
+    let change = update(
+        data(&[("owner", json!("moved"))]),
+        &["other"],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(3),
+    );
+    match store.cycle(&from, &to, &change).await {
+        Err(StoreError::Conflict) => {}
+        other => fail(
+            store,
+            CHECK,
+            format_args!("a cycle onto a key that holds a record answered {other:?}, want Err(Conflict)"),
+        ),
+    }
+    ensure_eq(
+        store,
+        CHECK,
+        "record under the old key after a conflicting cycle (must be unchanged)",
+        must_load(store, CHECK, &from).await,
+        Some(first.to_record()),
+    );
+    ensure_eq(
+        store,
+        CHECK,
+        "record under the new key after a conflicting cycle (must be unchanged)",
+        must_load(store, CHECK, &to).await,
+        Some(second.to_record()),
+    );
+}
+
+/// How many rounds the cycle race checks run.
+const CYCLE_ROUNDS: usize = 30;
+
+/// What one of the calls racing in [`cycle_racing_delete_never_resurrects`]
+/// saw.
+#[derive(Default)]
+struct Raced {
+    /// The delete's answer and a load of `to` right after it.
+    deleted: Option<(Result<(), StoreError>, Loaded)>,
+    /// The cycle's answer.
+    cycled: Option<Result<SaveOutcome, StoreError>>,
+    /// Records the watcher found under `to` and then still under `from`.
+    both: Vec<(Record, Record)>,
+}
+
+type Racer<'a> = Pin<Box<dyn Future<Output = Raced> + Send + 'a>>;
+
+/// What a load answers.
+type Loaded = Result<Option<Record>, StoreError>;
+
+/// A save racing a cycle in [`cycle_racing_update`]: the update's index
+/// (`None` for the cycle) and its answer.
+type Saver<'a> = Pin<Box<dyn Future<Output = (Option<usize>, Result<SaveOutcome, StoreError>)> + Send + 'a>>;
+
+/// Yields to the scheduler `n` times, to start a racing call later.
+async fn yields(n: usize) {
+    for _ in 0..n {
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// A delete of `from` (a logout) racing a cycle of `from` (a login), 30
+/// rounds, each started in another order. After every round `from` holds
+/// nothing, and:
+///
+/// * if the cycle answered [`SaveOutcome::Missing`] (the delete came first),
+///   nothing is under `to`;
+/// * if it answered [`SaveOutcome::Saved`] (the cycle came first and the
+///   delete found nothing), the record is under `to`, and a load of `to`
+///   started after the delete returned sees it already: a cycle that
+///   answers `Saved` although the delete had finished before it wrote
+///   brought the deleted session back under the new id.
+///
+/// Meanwhile a third task loads `to` and then `from` over and over: it must
+/// never find the record under both (a copy then a delete is not a move).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::cycle_racing_delete_never_resurrects(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
+    const CHECK: &str = "cycle_racing_delete_never_resurrects";
+    let t = now();
+    let initial = data(&[("user", json!("ada"))]);
+    let change = update(
+        data(&[("logged_in", json!(true))]),
+        &[],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(1),
+    );
+    for round in 0..CYCLE_ROUNDS {
+        let (from, to) = (key(), key());
+        must_create(
+            store,
+            CHECK,
+            &from,
+            &create(initial.clone(), t, t + Duration::days(1)),
+        )
+        .await;
+        let done = AtomicBool::new(false);
+        let (from, to, change, done) = (&from, &to, &change, &done);
+        // The delete, then a load of `to`: what a request that starts after
+        // the logout would see under the new id.
+        let logout: Racer<'_> = Box::pin(async move {
+            yields(round % 3).await;
+            let deleted = store.delete(from).await;
+            let after = store.load(to).await;
+            Raced {
+                deleted: Some((deleted, after)),
+                ..Raced::default()
+            }
+        });
+        let login: Racer<'_> = Box::pin(async move {
+            yields((round / 3) % 3).await;
+            let outcome = store.cycle(from, to, change).await;
+            done.store(true, Ordering::SeqCst);
+            Raced {
+                cycled: Some(outcome),
+                ..Raced::default()
+            }
+        });
+        // Loads `to`, then `from`, until the cycle answers.
+        let watcher: Racer<'_> = Box::pin(async move {
+            let mut both = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                if let (Ok(Some(under_to)), Ok(Some(under_from))) =
+                    (store.load(to).await, store.load(from).await)
+                {
+                    both.push((under_to, under_from));
+                }
+                yields(1).await;
+            }
+            Raced {
+                both,
+                ..Raced::default()
+            }
+        });
+        let mut futures = vec![logout, login, watcher];
+        futures.rotate_left(round % 3);
+        let mut deleted = None;
+        let mut outcome = None;
+        let mut both = Vec::new();
+        for raced in join_all(futures).await {
+            deleted = deleted.or(raced.deleted);
+            outcome = outcome.or(raced.cycled);
+            both.extend(raced.both);
+        }
+        let (Some((deleted, seen_after_delete)), Some(outcome)) = (deleted, outcome) else {
+            fail(store, CHECK, format_args!("a racing call did not answer"));
+        };
+        ok(store, CHECK, "racing delete", deleted);
+        let seen_after_delete = ok(
+            store,
+            CHECK,
+            "load of the new key after the delete",
+            seen_after_delete,
+        );
+        let outcome = ok(store, CHECK, "racing cycle", outcome);
+        if let Some((under_to, under_from)) = both.first() {
+            fail(
+                store,
+                CHECK,
+                format_args!(
+                    "round {round}: while the cycle ran, the record was under the new key and \
+                     (loaded after it) still under the old one:\n  new: {under_to:?}\n  old: {under_from:?}"
+                ),
+            );
+        }
+        let under_from = must_load(store, CHECK, from).await;
+        if under_from.is_some() {
+            fail(
+                store,
+                CHECK,
+                format_args!("round {round}: after a delete racing a cycle ({outcome:?}) the old key holds {under_from:?}"),
+            );
+        }
+        let under_to = must_load(store, CHECK, to).await;
+        match outcome {
+            SaveOutcome::Missing => {
+                if under_to.is_some() || seen_after_delete.is_some() {
+                    fail(
+                        store,
+                        CHECK,
+                        format_args!(
+                            "round {round}: the cycle answered Missing but the new key holds {:?}",
+                            under_to.or(seen_after_delete)
+                        ),
+                    );
+                }
+            }
+            SaveOutcome::Saved => {
+                let mut want = initial.clone();
+                want.extend(change.set.clone());
+                ensure_eq(
+                    store,
+                    CHECK,
+                    "data under the new key after a cycle that answered Saved",
+                    under_to.map(|r| r.data),
+                    Some(want),
+                );
+                if seen_after_delete.is_none() {
+                    fail(
+                        store,
+                        CHECK,
+                        format_args!(
+                            "round {round}: the delete of the old key finished, a load of the new key \
+                             after it found nothing, and then the cycle answered Saved: the deleted \
+                             session was brought back under the new id"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Updates of a session (each setting a key of its own) racing a cycle of
+/// it, 5 rounds of 10 updates: every update that answered
+/// [`SaveOutcome::Saved`] has its key under `to` after the cycle, and every
+/// one that answered [`SaveOutcome::Missing`] (it came after the move) has
+/// not; nothing is left under `from`. An update saved before the move is
+/// never lost.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::cycle_racing_update(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn cycle_racing_update(store: &dyn SessionStore) {
+    const CHECK: &str = "cycle_racing_update";
+    const UPDATES: usize = 10;
+    let t = now();
+    let change = update(
+        data(&[("logged_in", json!(true))]),
+        &["guest"],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(1),
+    );
+    let updates: Vec<Change> = (0..UPDATES)
+        .map(|i| {
+            update(
+                data(&[(&format!("key-{i}"), json!(i))]),
+                &[],
+                t,
+                t + Duration::seconds(i as i64),
+                t + Duration::days(1),
+            )
+        })
+        .collect();
+    for round in 0..5 {
+        let (from, to) = (key(), key());
+        must_create(
+            store,
+            CHECK,
+            &from,
+            &create(
+                data(&[("user", json!("ada")), ("guest", json!(true))]),
+                t,
+                t + Duration::days(1),
+            ),
+        )
+        .await;
+        let (from_ref, to_ref, change_ref) = (&from, &to, &change);
+        let mut futures: Vec<Saver<'_>> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Box::pin(async move { (Some(i), store.save(from_ref, u).await) }) as Saver<'_>)
+            .collect();
+        // The cycle starts at another place among the updates each round.
+        futures.insert(
+            (round * 2 + 1).min(UPDATES),
+            Box::pin(async move { (None, store.cycle(from_ref, to_ref, change_ref).await) }),
+        );
+        let mut saved = Vec::new();
+        let mut missing = Vec::new();
+        let mut cycled = None;
+        for (i, result) in join_all(futures).await {
+            match i {
+                Some(i) => match ok(store, CHECK, &format!("update {i}"), result) {
+                    SaveOutcome::Saved => saved.push(i),
+                    SaveOutcome::Missing => missing.push(i),
+                },
+                None => cycled = Some(ok(store, CHECK, "cycle", result)),
+            }
+        }
+        ensure_eq(
+            store,
+            CHECK,
+            "outcome of the cycle",
+            cycled,
+            Some(SaveOutcome::Saved),
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            "record under the old key after the cycle",
+            must_load(store, CHECK, &from).await,
+            None,
+        );
+        let Some(record) = must_load(store, CHECK, &to).await else {
+            fail(
+                store,
+                CHECK,
+                format_args!("round {round}: nothing under the new key after the cycle"),
+            );
+        };
+        let lost: Vec<usize> = saved
+            .iter()
+            .copied()
+            .filter(|i| record.data.get(&format!("key-{i}")) != Some(&json!(i)))
+            .collect();
+        if !lost.is_empty() {
+            fail(
+                store,
+                CHECK,
+                format_args!(
+                    "round {round}: updates {lost:?} answered Saved but their keys are not under the \
+                     new key after the cycle: {:?}",
+                    record.data
+                ),
+            );
+        }
+        let written: Vec<usize> = missing
+            .iter()
+            .copied()
+            .filter(|i| record.data.contains_key(&format!("key-{i}")))
+            .collect();
+        if !written.is_empty() {
+            fail(
+                store,
+                CHECK,
+                format_args!(
+                    "round {round}: updates {written:?} answered Missing but their keys were written"
+                ),
+            );
+        }
+        ensure_eq(
+            store,
+            CHECK,
+            "a key the cycle set",
+            record.data.get("logged_in"),
+            Some(&json!(true)),
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            "a key the cycle removed",
+            record.data.get("guest"),
+            None,
+        );
+        ensure_eq(
+            store,
+            CHECK,
+            "a key nobody touched",
+            record.data.get("user"),
+            Some(&json!("ada")),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each check must catch the flaw it is about: a store that breaks one
@@ -1180,6 +1814,11 @@ mod tests {
         ExpiredCountsZero,
         ExpiredRemovesAll,
         RacyUpdate,
+        CycleUpserts,
+        CycleOverwrites,
+        CycleKeepsFrom,
+        CycleReplacesData,
+        CycleCopiesThenDeletes,
         TruncatesLongStrings,
         DropsOddKeys,
         OneSharedRecord,
@@ -1311,6 +1950,53 @@ mod tests {
             Ok(())
         }
 
+        async fn cycle(
+            &self,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
+            let (from, to) = (self.key(from), self.key(to));
+            if self.flaw == Flaw::CycleCopiesThenDeletes {
+                // A load, a create and a delete, each its own step.
+                let Some(mut record) = self.map().get(&from).cloned() else {
+                    return Ok(SaveOutcome::Missing);
+                };
+                tokio::task::yield_now().await;
+                change.apply(&mut record);
+                {
+                    let mut map = self.map();
+                    if map.contains_key(&to) {
+                        return Err(StoreError::Conflict);
+                    }
+                    map.insert(to, record);
+                }
+                tokio::task::yield_now().await;
+                self.map().remove(&from);
+                return Ok(SaveOutcome::Saved);
+            }
+            let mut map = self.map();
+            if map.contains_key(&to) && self.flaw != Flaw::CycleOverwrites {
+                return Err(StoreError::Conflict);
+            }
+            let record = match (map.get(&from).cloned(), self.flaw) {
+                (Some(record), _) => record,
+                (None, Flaw::CycleUpserts) => change.to_record(),
+                (None, _) => return Ok(SaveOutcome::Missing),
+            };
+            let mut record = record;
+            if self.flaw == Flaw::CycleReplacesData {
+                record = change.to_record();
+            } else {
+                change.apply(&mut record);
+            }
+            if self.flaw != Flaw::CycleKeepsFrom {
+                map.remove(&from);
+            }
+            map.insert(to, record);
+            Ok(SaveOutcome::Saved)
+        }
+
         async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
             let mut map = self.map();
             let before = map.len();
@@ -1408,6 +2094,20 @@ mod tests {
                 vec![Flaw::TruncatesLongStrings, Flaw::DropsOddKeys],
             ),
             (check!(keys_are_isolated), vec![Flaw::OneSharedRecord]),
+            (
+                check!(cycle_moves_record),
+                vec![Flaw::CycleKeepsFrom, Flaw::CycleReplacesData],
+            ),
+            (check!(cycle_missing_is_missing), vec![Flaw::CycleUpserts]),
+            (check!(cycle_onto_existing_conflicts), vec![Flaw::CycleOverwrites]),
+            (
+                check!(cycle_racing_delete_never_resurrects),
+                vec![Flaw::CycleCopiesThenDeletes],
+            ),
+            (
+                check!(cycle_racing_update),
+                vec![Flaw::CycleCopiesThenDeletes, Flaw::CycleKeepsFrom],
+            ),
         ];
         for ((name, check), flaws) in cases {
             assert!(!catches(Flaw::None, check).await, "{name} fails a correct store");
@@ -1432,6 +2132,14 @@ mod tests {
             async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
                 self.0.delete(key).await
             }
+            async fn cycle(
+                &self,
+                from: &StoreKey,
+                to: &StoreKey,
+                change: &Change,
+            ) -> Result<SaveOutcome, StoreError> {
+                self.0.cycle(from, to, change).await
+            }
             async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
                 Ok(0)
             }
@@ -1455,6 +2163,6 @@ mod tests {
             async { Broken::new(Flaw::None) }
         })
         .await;
-        assert_eq!(made, 14);
+        assert_eq!(made, 19);
     }
 }

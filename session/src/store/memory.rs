@@ -122,7 +122,7 @@ impl SessionStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "conformance"))]
 mod tests {
     use super::*;
 

@@ -9,7 +9,8 @@
 //! | `SqliteStore` | `sqlite-store` | one server that wants a real database file |
 //! | `CookieStore` | `cookie-store` | no server state: the session is encrypted into the cookie |
 //!
-//! Every server-side store passes [`conformance::run`].
+//! Every server-side store passes the conformance suite, `conformance::run`
+//! (module `carafe::store::conformance`, behind the `conformance` feature).
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::error::StoreError;
 use crate::id::StoreKey;
 use crate::record::{Change, Record, SaveOutcome};
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "cookie-store")]
 mod cookie;
@@ -51,7 +53,8 @@ pub use sqlx;
 
 /// Where sessions are kept.
 ///
-/// The contract, which [`conformance::run`] checks for any store:
+/// The contract, which the conformance suite (`conformance::run`, feature
+/// `conformance`) checks for any store:
 ///
 /// * [`load`](SessionStore::load) returns the record filed under the key, or
 ///   `None`. It may return an expired record; the runtime checks expiry
@@ -70,6 +73,10 @@ pub use sqlx;
 ///   keep their keys.
 /// * [`delete`](SessionStore::delete) removes the record; deleting a missing
 ///   record is not an error.
+/// * [`cycle`](SessionStore::cycle) moves a record to a new key with a
+///   change merged in, atomically: [`SaveOutcome::Missing`] without writing
+///   if there is no record (a logout came first), [`StoreError::Conflict`]
+///   without writing if the new key is taken.
 /// * [`delete_expired`](SessionStore::delete_expired) removes records whose
 ///   `expires` is at or before `now` and returns how many it removed. Stores
 ///   whose backend expires records itself may return 0.
@@ -136,18 +143,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// assert!(store.load(&to).await?.is_none());
     /// # Ok::<(), carafe::StoreError>(()) }).unwrap();
     /// ```
-    async fn cycle(
-        &self,
-        from: &StoreKey,
-        to: &StoreKey,
-        change: &Change,
-    ) -> Result<SaveOutcome, StoreError> {
-        // TEMPORARY until every store implements it (branch stores-cycle).
-        let _ = (from, to, change);
-        Err(StoreError::backend(std::io::Error::other(
-            "cycle not implemented",
-        )))
-    }
+    async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change)
+        -> Result<SaveOutcome, StoreError>;
 
     /// Deletes every record that expired at or before `now`.
     ///

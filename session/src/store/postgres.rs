@@ -45,7 +45,9 @@ const CONNECT_STATEMENT_TIMEOUT: &str = "5s";
 /// touch (no data change) only rewrites the timestamps. `delete_expired`
 /// deletes in batches (1000 rows by default) so that reaping a large backlog
 /// never holds long locks; run a [`Reaper`](crate::Reaper) on one or more of
-/// the servers.
+/// the servers. A [`cycle`](SessionStore::cycle) (a new id at login) is one
+/// `UPDATE` that changes the row's `id` and merges the change, so it is
+/// atomic against a concurrent logout or update of the old id.
 ///
 /// # Timeouts
 ///
@@ -115,6 +117,7 @@ struct Statements {
     load: String,
     insert: String,
     update: String,
+    cycle: String,
     touch: String,
     delete: String,
     reap: String,
@@ -156,6 +159,13 @@ impl Statements {
             update: format!(
                 "UPDATE {t} SET data = (data - $2::text[]) || $3::jsonb, \
                  accessed_at = $4, expires_at = $5 WHERE id = $1"
+            ),
+            // One statement moves the row: the row lock orders it against a
+            // concurrent update or delete of `from`, and the primary key
+            // refuses a `to` that is taken (a unique violation, Conflict).
+            cycle: format!(
+                "UPDATE {t} SET id = $2, data = (data - $3::text[]) || $4::jsonb, \
+                 accessed_at = $5, expires_at = $6 WHERE id = $1"
             ),
             touch: format!("UPDATE {t} SET accessed_at = $2, expires_at = $3 WHERE id = $1"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
@@ -436,6 +446,31 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    /// One `UPDATE … SET id = to, data = (data - removed) || set, … WHERE
+    /// id = from`: the row changes its key and merges the change in one
+    /// statement. A delete of `from` that overlaps waits for the row lock
+    /// and then finds no row; an update of `from` that commits first is
+    /// merged, one that comes after finds no row (`Missing`). A taken `to`
+    /// violates the primary key: [`StoreError::Conflict`], nothing moved.
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
+        let result = sqlx::query(&self.sql.cycle)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(&change.removed)
+            .bind(Json(&change.set))
+            .bind(change.accessed)
+            .bind(change.expires)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected());
+        sql::cycle_outcome(result)
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

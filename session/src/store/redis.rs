@@ -58,6 +58,49 @@ redis.call('PEXPIREAT', key, ARGV[2])
 return 1
 ";
 
+/// The cycle script: moves a session's hash to a new key.
+///
+/// `KEYS[1]` is the hash to move, `KEYS[2]` its new key. `ARGV[1]` is the
+/// expiry in unix milliseconds, `ARGV[2]` the number `n` of removed fields,
+/// `ARGV[3 .. 2+n]` those fields, and the rest field/value pairs to set.
+///
+/// Answers 1 (moved), 0 (nothing under `KEYS[1]`: nothing written), -1
+/// (`KEYS[2]` taken: nothing written) or -2 (`KEYS[1]` is not a hash:
+/// nothing written).
+const CYCLE_SCRIPT: &str = r"
+local from, to = KEYS[1], KEYS[2]
+if redis.call('EXISTS', to) == 1 then return -1 end
+if redis.call('EXISTS', from) == 0 then return 0 end
+if redis.call('TYPE', from).ok ~= 'hash' then return -2 end
+redis.call('RENAME', from, to)
+local function batch(cmd, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 999, last)
+    redis.call(cmd, to, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local removed = tonumber(ARGV[2])
+batch('HDEL', 3, 2 + removed)
+batch('HSET', 3 + removed, #ARGV)
+redis.call('PEXPIREAT', to, ARGV[1])
+return 1
+";
+
+/// The take script, for a cycle whose two keys live in different Redis
+/// Cluster slots: answers the hash at `KEYS[1]` (`HGETALL`) and deletes it,
+/// in one step. Answers nil when there is no such key and -2 when it is not
+/// a hash (then nothing is deleted).
+const TAKE_SCRIPT: &str = r"
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return false end
+if redis.call('TYPE', key).ok ~= 'hash' then return -2 end
+local all = redis.call('HGETALL', key)
+redis.call('DEL', key)
+return all
+";
+
 /// Sessions in Redis: one hash per session, partial writes, expiry by
 /// Redis' own TTL. Clones share one connection.
 ///
@@ -94,12 +137,42 @@ return 1
 /// `Ok(0)` without touching the server. A save whose expiry is already past
 /// leaves no record behind.
 ///
+/// # New ids
+///
+/// A [`cycle`](SessionStore::cycle) (a new session id, at login) is one Lua
+/// script over the old and the new key: it checks that the new key is free
+/// and the old one exists, `RENAME`s the hash, applies the change (`HDEL`,
+/// `HSET`) and sets the TTL. A logout (`DEL` of the old key) or an update
+/// of the old key that overlaps it runs wholly before or after it, so a
+/// deleted session is never brought back under the new id.
+///
 /// # Redis Cluster
 ///
-/// Every command and script touches exactly one key, the session's hash, so
-/// the layout works unchanged on Redis Cluster: build the store with
-/// [`RedisStore::from_connection`] over a cluster connection (enable the
-/// `redis` crate's `cluster-async` feature in your own `Cargo.toml`).
+/// Every command and script but a cycle touches exactly one key, the
+/// session's hash, so the layout works unchanged on Redis Cluster: build the
+/// store with [`RedisStore::from_connection`] over a cluster connection
+/// (enable the `redis` crate's `cluster-async` feature in your own
+/// `Cargo.toml`).
+///
+/// A cycle touches two keys, `{prefix}:{old store key}` and
+/// `{prefix}:{new store key}`. The keys carry no hash tag (a shared tag
+/// would put every session in one slot), so on a cluster they almost always
+/// hash to different slots, where no script may touch both: the server
+/// refuses the cycle script with `CROSSSLOT`. The store then falls back to
+/// two steps, **which are not one atomic step**:
+///
+/// 1. a script on the old key reads the hash and deletes it in one step
+///    (nothing there: the answer is [`SaveOutcome::Missing`]);
+/// 2. the merged record is created under the new key (after checking first,
+///    with `EXISTS`, that it is free).
+///
+/// A logout or update of the old key still lands wholly before step 1 (its
+/// effect is moved, or the cycle answers `Missing`) or after it (it finds
+/// nothing), so a deleted session is not brought back and no saved change is
+/// lost. But between the steps the record is under neither key, and if step
+/// 2 fails (the connection drops, the store call times out) the session is
+/// gone: the user has to log in again. The store fails closed rather than
+/// open.
 ///
 /// # Connections and failures
 ///
@@ -137,6 +210,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     connections: Arc<dyn Connections>,
     script: Arc<Script>,
+    cycle_script: Arc<Script>,
+    take_script: Arc<Script>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -318,12 +393,126 @@ impl RedisStore {
             prefix: Arc::from(prefix),
             connections,
             script: Arc::new(Script::new(SAVE_SCRIPT)),
+            cycle_script: Arc::new(Script::new(CYCLE_SCRIPT)),
+            take_script: Arc::new(Script::new(TAKE_SCRIPT)),
         }
     }
 
     fn connection(&self) -> Result<Conn, StoreError> {
         self.connections.get().map_err(StoreError::backend)
     }
+
+    /// The cycle for keys in different Redis Cluster slots: take the hash
+    /// off `from` (read and delete in one script), then create the merged
+    /// record under `to`. Not atomic; see [Redis Cluster](RedisStore#redis-cluster).
+    async fn cycle_across_slots(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
+        let to_key = self.redis_key(to);
+        let mut conn = self.connection()?;
+        let taken: i64 = redis::cmd("EXISTS")
+            .arg(&to_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        if taken != 0 {
+            return Err(StoreError::Conflict);
+        }
+        let reply: Value = self
+            .take_script
+            .key(self.redis_key(from))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        let fields = match reply {
+            Value::Nil => return Ok(SaveOutcome::Missing),
+            Value::Int(-2) => {
+                return Err(StoreError::Corrupt("the Redis key does not hold a hash".into()));
+            }
+            Value::Array(items) if items.is_empty() => return Ok(SaveOutcome::Missing),
+            Value::Array(items) => items,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "the take script answered {}, not a hash",
+                    kind_of(&other)
+                )))
+            }
+        };
+        // From here on the record is under neither key until the create.
+        let pairs = merge_fields(fields, change)?;
+        let mut invocation = self.script.key(to_key);
+        invocation.arg("create").arg(unix_millis(change.expires)).arg(0);
+        for (field, value) in pairs {
+            invocation.arg(field).arg(value);
+        }
+        let answer: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .inspect_err(|err| {
+                tracing::warn!(store = "redis", key = %from.short(), error = %err, "cycle across cluster slots: the session was taken off its old key and could not be written under the new one; it is lost");
+            })
+            .map_err(StoreError::backend)?;
+        match answer {
+            1 => Ok(SaveOutcome::Saved),
+            -1 => Err(StoreError::Conflict),
+            other => Err(StoreError::backend(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer from the save script",
+                other.to_string(),
+            )))),
+        }
+    }
+}
+
+/// Hash fields and their values, as bytes.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The fields of a taken hash with `change` merged in, as the cycle script
+/// merges: removed and set data fields replaced, `m:accessed` and
+/// `m:expires` replaced, every other field (`m:created` among them) kept
+/// byte for byte.
+fn merge_fields(items: Vec<Value>, change: &Change) -> Result<Fields, StoreError> {
+    if items.len() % 2 != 0 {
+        return Err(StoreError::Corrupt(
+            "HGETALL answered an odd number of items".into(),
+        ));
+    }
+    let mut replaced: std::collections::HashSet<Vec<u8>> = change
+        .removed
+        .iter()
+        .chain(change.set.keys())
+        .map(|name| data_field(name).into_bytes())
+        .collect();
+    replaced.insert(ACCESSED.as_bytes().to_vec());
+    replaced.insert(EXPIRES.as_bytes().to_vec());
+    let mut pairs = Vec::with_capacity(items.len() / 2 + change.set.len() + 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        let (Some(field), Some(value)) = (bytes(field), bytes(value)) else {
+            return Err(StoreError::Corrupt(
+                "a hash field or value is not a string".into(),
+            ));
+        };
+        if !replaced.contains(&field) {
+            pairs.push((field, value));
+        }
+    }
+    for (name, value) in &change.set {
+        let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
+        pairs.push((data_field(name).into_bytes(), json));
+    }
+    pairs.push((
+        ACCESSED.as_bytes().to_vec(),
+        timestamp(change.accessed).into_bytes(),
+    ));
+    pairs.push((
+        EXPIRES.as_bytes().to_vec(),
+        timestamp(change.expires).into_bytes(),
+    ));
+    Ok(pairs)
 }
 
 /// Builds a [`RedisStore`]: the key prefix and the connection settings.
@@ -545,6 +734,56 @@ impl SessionStore for RedisStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(())
+    }
+
+    /// One Lua script over both keys (see [new ids](RedisStore#new-ids)).
+    /// On Redis Cluster, where the two keys almost always live in different
+    /// slots and the server refuses the script with `CROSSSLOT`, a
+    /// two-step fallback that is not atomic (see
+    /// [Redis Cluster](RedisStore#redis-cluster)).
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut invocation = self.cycle_script.key(self.redis_key(from));
+        invocation
+            .key(self.redis_key(to))
+            .arg(unix_millis(change.expires))
+            .arg(change.removed.len());
+        for name in &change.removed {
+            invocation.arg(data_field(name));
+        }
+        for (name, value) in &change.set {
+            let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
+            invocation.arg(data_field(name)).arg(json);
+        }
+        invocation
+            .arg(ACCESSED)
+            .arg(timestamp(change.accessed))
+            .arg(EXPIRES)
+            .arg(timestamp(change.expires));
+
+        let mut conn = self.connection()?;
+        let answer: i64 = match invocation.invoke_async(&mut conn).await {
+            Ok(answer) => answer,
+            Err(err) if err.code() == Some("CROSSSLOT") => {
+                return self.cycle_across_slots(from, to, change).await;
+            }
+            Err(err) => return Err(StoreError::backend(err)),
+        };
+        match answer {
+            1 => Ok(SaveOutcome::Saved),
+            0 => Ok(SaveOutcome::Missing),
+            -1 => Err(StoreError::Conflict),
+            -2 => Err(StoreError::Corrupt("the Redis key does not hold a hash".into())),
+            other => Err(StoreError::backend(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer from the cycle script",
+                other.to_string(),
+            )))),
+        }
     }
 
     /// Redis expires records itself (each hash carries a TTL), so this
@@ -908,6 +1147,127 @@ mod tests {
     fn outside_a_runtime_is_an_error_not_a_panic() {
         let store = RedisStore::new("redis://127.0.0.1:1").expect("valid URL");
         assert!(matches!(store.connection(), Err(StoreError::Backend(_))));
+    }
+
+    #[test]
+    fn merge_fields_applies_the_change_and_keeps_the_rest() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid");
+        let taken = hash(&[
+            ("m:created", "10"),
+            ("m:accessed", "20"),
+            ("m:expires", "30"),
+            ("m:future", "x"),
+            ("d:keep", "1"),
+            ("d:drop", "2"),
+            ("d:set", "3"),
+        ]);
+        let Value::Array(items) = taken else {
+            unreachable!()
+        };
+        let mut set = Data::new();
+        set.insert("set".into(), serde_json::json!(4));
+        set.insert("new".into(), serde_json::json!("n"));
+        let change = Change {
+            kind: SaveKind::Update,
+            set,
+            removed: vec!["drop".into()],
+            created: t,
+            accessed: t,
+            expires: t,
+        };
+        let merged = merge_fields(items, &change).expect("merges");
+        let reply = Value::Array(
+            merged
+                .into_iter()
+                .flat_map(|(f, v)| [Value::BulkString(f), Value::BulkString(v)])
+                .collect(),
+        );
+        let mut fields = decode(reply).expect("decodes").expect("a record");
+        assert_eq!(fields.created.unix_timestamp(), 10);
+        assert_eq!(fields.accessed, t);
+        assert_eq!(fields.expires, t);
+        fields.data.sort_keys();
+        let keys: Vec<&str> = fields.data.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["keep", "new", "set"]);
+        assert_eq!(fields.data["set"], 4);
+        assert!(matches!(
+            merge_fields(vec![bulk("m:created")], &change),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    /// The Redis Cluster fallback (two steps), run against a single server
+    /// when one answers at `CARAFE_REDIS_URL` (default 127.0.0.1:6379): the
+    /// conformance checks of a cycle that do not require one atomic step.
+    #[cfg(feature = "conformance")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cycle_across_slots_keeps_the_contract_but_atomicity() {
+        use crate::store::conformance;
+
+        #[derive(Debug)]
+        struct AcrossSlots(RedisStore);
+        #[async_trait]
+        impl SessionStore for AcrossSlots {
+            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+                self.0.load(key).await
+            }
+            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+                self.0.save(key, change).await
+            }
+            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+                self.0.delete(key).await
+            }
+            async fn cycle(
+                &self,
+                from: &StoreKey,
+                to: &StoreKey,
+                change: &Change,
+            ) -> Result<SaveOutcome, StoreError> {
+                self.0.cycle_across_slots(from, to, change).await
+            }
+            async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+                self.0.delete_expired(now).await
+            }
+            fn name(&self) -> &'static str {
+                "redis-across-slots"
+            }
+        }
+
+        let url = std::env::var("CARAFE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("carafe-test:{}", &crate::SessionId::generate().expose()[..16]);
+        let store = RedisStore::builder(url.as_str())
+            .prefix(prefix.as_str())
+            .manager_config(ConnectionManagerConfig::new().set_number_of_retries(0))
+            .build()
+            .expect("valid URL");
+        if let Err(err) = store.ping().await {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "no Redis and CI=true: {err}"
+            );
+            eprintln!("skipped: no Redis at {url}: {err}");
+            return;
+        }
+        let store = AcrossSlots(store);
+        conformance::cycle_moves_record(&store).await;
+        conformance::cycle_missing_is_missing(&store).await;
+        conformance::cycle_onto_existing_conflicts(&store).await;
+        conformance::cycle_racing_update(&store).await;
+
+        // Clean up: the records would expire in a few days anyway.
+        let mut conn = store.0.connection().expect("connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<Value>(&mut conn)
+                .await
+                .expect("DEL");
+        }
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
-use crate::record::{Data, Record};
+use crate::record::{Data, Record, SaveOutcome};
 
 /// The table the SQL stores use unless told otherwise.
 pub(crate) const DEFAULT_TABLE: &str = "carafe_sessions";
@@ -60,6 +60,19 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Decode(source) => StoreError::Corrupt(format!("a value does not decode: {source}")),
         other => StoreError::backend(other),
+    }
+}
+
+/// The answer of a cycle statement (`UPDATE … SET id = to … WHERE id =
+/// from`): no row moved is [`SaveOutcome::Missing`]; a unique violation
+/// (a row under `to` already) is [`StoreError::Conflict`]; any other
+/// failure as [`map_err`] maps it.
+pub(crate) fn cycle_outcome(result: Result<u64, sqlx::Error>) -> Result<SaveOutcome, StoreError> {
+    match result {
+        Ok(0) => Ok(SaveOutcome::Missing),
+        Ok(_) => Ok(SaveOutcome::Saved),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict),
+        Err(err) => Err(map_err(err)),
     }
 }
 

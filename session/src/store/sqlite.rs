@@ -31,8 +31,11 @@ use crate::store::SessionStore;
 /// values are appended as they were serialized, so a value that *is* JSON
 /// `null`, or a key with `.`, `"` or any other character, is stored as
 /// given. An update never brings back a deleted row; a touch only rewrites
-/// the timestamps. [`delete_expired`](SessionStore::delete_expired) deletes
-/// in batches of 1000 rows by default.
+/// the timestamps. A [`cycle`](SessionStore::cycle) (a new id at login) is
+/// one `UPDATE` that changes the row's `id` and merges the change, atomic
+/// against a concurrent logout or update of the old id.
+/// [`delete_expired`](SessionStore::delete_expired) deletes in batches of
+/// 1000 rows by default.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), carafe::StoreError> {
@@ -74,6 +77,7 @@ struct Statements {
     load: String,
     insert: String,
     update: String,
+    cycle: String,
     touch: String,
     delete: String,
     reap: String,
@@ -85,6 +89,13 @@ impl Statements {
         sql::check_batch(batch)?;
         let t = sql::quote(table);
         let index = sql::quote(&format!("{table}_expires_at_idx"));
+        let merge = format!(
+            "(SELECT json(CASE \
+             WHEN ?3 = '' THEN p \
+             WHEN p = '{{}}' THEN '{{' || ?3 || '}}' \
+             ELSE substr(p, 1, length(p) - 1) || ',' || ?3 || '}}' END) \
+             FROM (SELECT json_patch({t}.data, ?2) AS p))"
+        );
         Ok(Statements {
             table: table.to_owned(),
             batch,
@@ -109,14 +120,12 @@ impl Statements {
             //     json_patch left (minified, so it ends with `}`); json()
             //     checks the result. No JSON path is built from a key, and a
             //     `null` value is never given to json_patch.
-            update: format!(
-                "UPDATE {t} SET data = (\
-                 SELECT json(CASE \
-                 WHEN ?3 = '' THEN p \
-                 WHEN p = '{{}}' THEN '{{' || ?3 || '}}' \
-                 ELSE substr(p, 1, length(p) - 1) || ',' || ?3 || '}}' END) \
-                 FROM (SELECT json_patch({t}.data, ?2) AS p)), \
-                 accessed_at = ?4, expires_at = ?5 WHERE id = ?1"
+            update: format!("UPDATE {t} SET data = {merge}, accessed_at = ?4, expires_at = ?5 WHERE id = ?1"),
+            // The update's merge, and the row's id changed to ?6 in the same
+            // statement: atomic (SQLite runs one writer at a time), and the
+            // primary key refuses a `to` that is taken (Conflict).
+            cycle: format!(
+                "UPDATE {t} SET id = ?6, data = {merge}, accessed_at = ?4, expires_at = ?5 WHERE id = ?1"
             ),
             touch: format!("UPDATE {t} SET accessed_at = ?2, expires_at = ?3 WHERE id = ?1"),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
@@ -424,6 +433,32 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
+    /// One `UPDATE … SET id = to, data = <merged>, … WHERE id = from`, the
+    /// update's merge with the row's key changed in the same statement.
+    /// SQLite runs one writer at a time, so a delete or update of `from`
+    /// comes wholly before (it is merged, or the move answers `Missing`) or
+    /// after (it finds no row). A taken `to` violates the primary key:
+    /// [`StoreError::Conflict`], nothing moved.
+    async fn cycle(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        change: &Change,
+    ) -> Result<SaveOutcome, StoreError> {
+        let (patch, members) = merge_args(change)?;
+        let result = sqlx::query(&self.sql.cycle)
+            .bind(from.as_str())
+            .bind(patch)
+            .bind(members)
+            .bind(change.accessed.unix_timestamp())
+            .bind(change.expires.unix_timestamp())
+            .bind(to.as_str())
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected());
+        sql::cycle_outcome(result)
+    }
+
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let batch = u64::from(self.sql.batch);
         let mut total = 0;
@@ -476,6 +511,7 @@ mod tests {
         store
     }
 
+    #[cfg(feature = "conformance")]
     #[tokio::test]
     async fn conformance() {
         crate::store::conformance::run(memory_store).await;
