@@ -8,6 +8,8 @@ pub(crate) mod state;
 pub(crate) mod tracked;
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use handle::{Handle, Inner, Shared};

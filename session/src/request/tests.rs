@@ -18,16 +18,17 @@ use crate::request::tracked::Saver;
 
 const NOW: OffsetDateTime = datetime!(2030-01-01 12:00 UTC);
 
-/// A store of records by key, recording what it is asked to do.
+/// A store of records by key, recording what it is asked to do (also the
+/// store of the property test in `model`).
 #[derive(Default)]
-struct Store {
-    records: BTreeMap<StoreKey, Data>,
+pub(super) struct Store {
+    pub(super) records: BTreeMap<StoreKey, Data>,
     ops: Vec<String>,
 }
 
 /// The names the table uses for ids: the loaded one, and the new one.
-struct Names {
-    loaded: StoreKey,
+pub(super) struct Names {
+    pub(super) loaded: StoreKey,
 }
 
 impl Names {
@@ -41,7 +42,7 @@ impl Names {
 }
 
 impl Store {
-    fn execute(&mut self, plan: &Plan, names: &Names) -> Result<Option<SaveOutcome>, StoreError> {
+    pub(super) fn execute(&mut self, plan: &Plan, names: &Names) -> Result<Option<SaveOutcome>, StoreError> {
         for key in &plan.delete {
             self.ops.push(format!("del({})", names.of(key)));
             self.records.remove(key);
