@@ -32,6 +32,12 @@ struct Cart {
 /// read-only ("maybe logged in"); the rest are the ways to log out and the
 /// mistakes developers made on the way.
 fn shop(layer: SessionLayer) -> Router {
+    routes().layer(layer)
+}
+
+/// The shop's routes without the layer: a test adds its own routes, then
+/// the layer (`Router::layer` wraps only the routes added before it).
+fn routes() -> Router {
     Router::new()
         .route(
             "/login",
@@ -67,6 +73,7 @@ fn shop(layer: SessionLayer) -> Router {
                 auth.hits += 1;
                 auth.flush();
                 session.remove("auth.user");
+                session.save();
                 auth.hits += 1;
                 "done"
             }),
@@ -151,7 +158,6 @@ fn shop(layer: SessionLayer) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
-        .layer(layer)
 }
 
 fn layer(store: impl SessionStore) -> carafe::SessionLayerBuilder {
@@ -233,25 +239,31 @@ async fn a_login_cycling_while_a_logout_runs_never_resurrects() {
         let loaded = Arc::new(tokio::sync::Notify::new());
         let go = Arc::new(tokio::sync::Notify::new());
         let (l, g) = (loaded.clone(), go.clone());
-        let app = shop(layer(store).build().unwrap()).route(
-            "/relogin",
-            post(move |session: Session| {
-                let (l, g) = (l.clone(), g.clone());
-                async move {
-                    l.notify_one();
-                    g.notified().await;
-                    session.insert("auth.admin", true).unwrap();
-                    session.cycle_id();
-                    "again"
-                }
-            }),
-        );
+        let app = routes()
+            .route(
+                "/relogin",
+                post(move |session: Session| {
+                    let (l, g) = (l.clone(), g.clone());
+                    async move {
+                        l.notify_one();
+                        g.notified().await;
+                        session.insert("auth.admin", true).unwrap();
+                        session.cycle_id();
+                        "again"
+                    }
+                }),
+            )
+            .layer(layer(store).build().unwrap());
         let cookie = login(&app).await;
         let relogin = {
             let (app, cookie) = (app.clone(), cookie.clone());
             tokio::spawn(async move { send(&app, "POST", "/relogin", Some(&cookie), None).await })
         };
-        loaded.notified().await;
+        // A guard, not a wait for time to pass: a handler that never runs
+        // (a route outside the layer) fails the test instead of hanging it.
+        tokio::time::timeout(std::time::Duration::from_secs(30), loaded.notified())
+            .await
+            .expect("/relogin ran and loaded its session");
         assert!(send(&app, "POST", "/logout", Some(&cookie), None)
             .await
             .removes_cookie());
@@ -427,15 +439,17 @@ async fn logs<F: std::future::Future<Output = ()>>(f: F) -> String {
 
 #[tokio::test]
 async fn logs_never_hold_cookie_values_or_session_values() {
-    let app = shop(layer(MemoryStore::new()).build().unwrap()).route(
-        "/card",
-        post(|session: Session| async move {
-            session.insert("auth.user", "card=4111 1111 1111 1111").unwrap();
-            session.insert("auth.hits", "card=4111 1111 1111 1111").unwrap();
-            session.save();
-            "stored"
-        }),
-    );
+    let app = routes()
+        .route(
+            "/card",
+            post(|session: Session| async move {
+                session.insert("auth.user", "card=4111 1111 1111 1111").unwrap();
+                session.insert("auth.hits", "card=4111 1111 1111 1111").unwrap();
+                session.save();
+                "stored"
+            }),
+        )
+        .layer(layer(MemoryStore::new()).build().unwrap());
     let cookie = login(&app).await;
     let forged = format!("{COOKIE}=secret-forged-value");
     let printed = logs(async {
@@ -456,14 +470,16 @@ async fn logs_never_hold_cookie_values_or_session_values() {
 
 #[tokio::test]
 async fn maybe_logged_in_is_none_without_an_error_and_bad_data_is_a_500() {
-    let app = shop(layer(MemoryStore::new()).build().unwrap()).route(
-        "/corrupt",
-        post(|session: Session| async move {
-            session.insert("auth.user", 42).unwrap();
-            session.save();
-            "corrupted"
-        }),
-    );
+    let app = routes()
+        .route(
+            "/corrupt",
+            post(|session: Session| async move {
+                session.insert("auth.user", 42).unwrap();
+                session.save();
+                "corrupted"
+            }),
+        )
+        .layer(layer(MemoryStore::new()).build().unwrap());
     let printed = logs(async {
         assert_eq!(req(&app, "/whoami", None).await.body, "anonymous");
     })
@@ -517,12 +533,15 @@ async fn unsaved_typed_changes_are_named_in_a_warning_and_auto_does_not_save_the
 #[tokio::test]
 async fn invalidate_goes_on_with_a_new_session_delete_ends_it() {
     each_store(|store| async move {
-        let app = shop(layer(store).build().unwrap()).route(
-            "/flash",
-            get(
-                |session: Session| async move { session.get::<String>("flash").unwrap().unwrap_or_default() },
-            ),
-        );
+        let app =
+            routes()
+                .route(
+                    "/flash",
+                    get(|session: Session| async move {
+                        session.get::<String>("flash").unwrap().unwrap_or_default()
+                    }),
+                )
+                .layer(layer(store).build().unwrap());
         let cookie = login(&app).await;
         let r = send(&app, "POST", "/invalidate-then-flash", Some(&cookie), None).await;
         let fresh = r.cookie().expect("the new session is saved and sent");
