@@ -333,7 +333,9 @@ impl Session {
     /// deleted (even if the handler answers 5xx or panics) and a new, empty
     /// session with a new id takes its place for the rest of the request,
     /// saved like any new session if it is modified. Typed views taken
-    /// before the call write nothing into the new session.
+    /// before the call write nothing into the new session. After
+    /// [`delete`](Self::delete) it does nothing: a deleted session stays over
+    /// for the rest of the request.
     ///
     /// ```
     /// # async fn handler(session: carafe::Session) {

@@ -183,6 +183,7 @@ pub(crate) fn settle(
     state.ended.clear();
     if plan.drops_stored {
         state.stored = None;
+        state.tracked.emptied();
     }
     match outcome {
         None => {}

@@ -148,7 +148,12 @@ impl State {
 
     /// `invalidate()`: the record goes whatever the response; a new, empty
     /// session with a new id takes its place and is saved if modified.
+    /// After `delete()` (or the record vanished) the session is over for the
+    /// request: nothing to invalidate, and no new session starts.
     pub(crate) fn invalidate(&mut self, now: OffsetDateTime) {
+        if !self.is_live() {
+            return;
+        }
         self.end_records();
         self.id = SessionId::generate();
         self.tracked = Tracked::default();

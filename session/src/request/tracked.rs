@@ -156,6 +156,18 @@ impl Tracked {
         }
     }
 
+    /// The store no longer holds a record for the session (an emptied
+    /// session was deleted or dropped by a cycle): every key's stored value
+    /// is now "absent", so a key set afterwards is a change to save, even
+    /// back to the value the dropped record held.
+    pub(crate) fn emptied(&mut self) {
+        let data = &self.data;
+        self.pending.retain(|key, pending| {
+            pending.original = None;
+            data.contains_key(key.as_str())
+        });
+    }
+
     /// The data as a save of `diff` leaves it in the store: changes left
     /// out of `diff` are undone (for client-side sessions, whose cookie holds
     /// the whole record).
@@ -252,6 +264,17 @@ mod tests {
         assert_eq!(t.diff(false).set["a"], json!(11));
         t.set("a".into(), json!(10), Saver::Auto);
         assert!(!t.is_modified(), "10 is what the store holds");
+    }
+
+    #[test]
+    fn after_the_record_is_dropped_its_old_values_are_changes() {
+        let mut t = loaded();
+        t.clear(Saver::Auto);
+        t.emptied();
+        assert!(!t.is_modified(), "nothing held, nothing stored");
+        t.set("a".into(), json!(1), Saver::Auto);
+        assert!(t.is_modified(), "1 was the dropped record's value");
+        assert_eq!(t.diff(false).set["a"], json!(1));
     }
 
     #[test]
