@@ -21,7 +21,8 @@ mod records;
 mod servers;
 
 use carafe::store::RedisStore;
-use carafe::{Change, Data, SaveKind, SessionId, SessionStore, StoreKey};
+use carafe::store::{Change, Data, SaveKind, StoreKey};
+use carafe::{SessionId, SessionStore};
 use criterion::{criterion_group, criterion_main, Criterion};
 use proxy::CountingProxy;
 use records::{now, one_key, twenty_keys};

@@ -27,8 +27,9 @@ use std::str::FromStr;
 
 use carafe::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use carafe::store::sqlx::{self, PgPool};
+use carafe::store::{Change, Data, StoreKey};
 use carafe::store::{PostgresStore, SqliteStore};
-use carafe::{Change, Data, SessionStore, StoreKey};
+use carafe::SessionStore;
 use criterion::{criterion_group, criterion_main, Criterion};
 use proxy::CountingProxy;
 use records::{create, data, key, now, one_key, random, twenty_keys, update};

@@ -31,8 +31,8 @@ pub fn layer(key: Key) -> Result<SessionLayer, carafe::ConfigError> {
     SessionLayer::builder(CookieStore::new())
         .key(key)
         // a client-side session cannot be revoked: keep its life short
-        .idle_timeout(time::Duration::hours(2))
-        .absolute_lifetime(time::Duration::days(1))
+        .idle_timeout(std::time::Duration::from_secs(2 * 60 * 60))
+        .absolute_lifetime(std::time::Duration::from_secs(24 * 60 * 60))
         // plain HTTP on localhost for the demo; keep the default (true) behind TLS
         .secure(false)
         .build()

@@ -17,7 +17,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use carafe::{CookieStore, Key, MemoryStore, MockClock, Record, Session, SessionId, SessionLayer, Typed};
+use carafe::store::Record;
+use carafe::{CookieStore, Key, MemoryStore, MockClock, Session, SessionId, SessionLayer, Typed};
 use http::StatusCode;
 use serde_json::{json, Value};
 use support::*;
@@ -736,7 +737,7 @@ async fn replayed_cookie_after_idle_expiry_is_no_session() {
     let clock = MockClock::default();
     let app = app(builder(CookieStore::new(), &clock)
         .auto(true)
-        .idle_timeout(Duration::minutes(30))
+        .idle_timeout(std::time::Duration::from_secs(30 * 60))
         .build()
         .unwrap());
     let t0 = carafe::Clock::now(&clock).unix_timestamp();
@@ -747,16 +748,16 @@ async fn replayed_cookie_after_idle_expiry_is_no_session() {
         t0 + 30 * 60,
         "expiry is inside the cookie"
     );
-    clock.advance(Duration::minutes(29));
+    clock.advance(std::time::Duration::from_secs(29 * 60));
     let r = req(&app, "/count", Some(&first)).await;
     assert_eq!(r.body, "count: 2");
     let second = r.cookie().unwrap();
-    clock.advance(Duration::minutes(2));
+    clock.advance(std::time::Duration::from_secs(2 * 60));
     // 31 minutes after the first cookie was written: the browser may still
     // send it (a copy, a session cookie kept open), the server refuses it
     assert_eq!(req(&app, "/read", Some(&first)).await.body, "None");
     assert_eq!(req(&app, "/read", Some(&second)).await.body, "Some(2)");
-    clock.advance(Duration::minutes(31));
+    clock.advance(std::time::Duration::from_secs(31 * 60));
     assert_eq!(req(&app, "/read", Some(&second)).await.body, "None");
     let r = req(&app, "/count", Some(&second)).await;
     assert_eq!(r.body, "count: 1", "an expired cookie gives a fresh session");
@@ -767,8 +768,8 @@ async fn replayed_cookie_after_absolute_expiry_is_no_session() {
     let clock = MockClock::default();
     let app = app(builder(CookieStore::new(), &clock)
         .auto(true)
-        .idle_timeout(Duration::minutes(30))
-        .absolute_lifetime(Duration::hours(2))
+        .idle_timeout(std::time::Duration::from_secs(30 * 60))
+        .absolute_lifetime(std::time::Duration::from_secs(2 * 60 * 60))
         .build()
         .unwrap());
     let mut jar = Jar::default();
@@ -777,13 +778,13 @@ async fn replayed_cookie_after_absolute_expiry_is_no_session() {
     let copies = vec![jar.get().unwrap().to_owned()];
     let mut copies = copies;
     for n in 2..=5 {
-        clock.advance(Duration::minutes(25));
+        clock.advance(std::time::Duration::from_secs(25 * 60));
         let r = req(&app, "/count", jar.get()).await;
         assert_eq!(r.body, format!("count: {n}"));
         jar.take(&r);
         copies.push(jar.get().unwrap().to_owned());
     }
-    clock.advance(Duration::minutes(25)); // 125 minutes after creation
+    clock.advance(std::time::Duration::from_secs(25 * 60)); // 125 minutes after creation
     assert_eq!(req(&app, "/read", jar.get()).await.body, "None");
     for copy in &copies {
         assert_eq!(req(&app, "/read", Some(copy)).await.body, "None");
@@ -801,9 +802,9 @@ async fn idle_timeout_of_the_server_applies_to_older_cookies() {
     let clock = MockClock::default();
     let long = app_with(CookieStore::new(), &clock);
     let cookie = req(&long, "/count", None).await.cookie().unwrap();
-    clock.advance(Duration::hours(1));
+    clock.advance(std::time::Duration::from_secs(60 * 60));
     let short = app(builder(CookieStore::new(), &clock)
-        .idle_timeout(Duration::minutes(30))
+        .idle_timeout(std::time::Duration::from_secs(30 * 60))
         .build()
         .unwrap());
     assert_eq!(req(&long, "/read", Some(&cookie)).await.body, "Some(1)");
@@ -908,7 +909,9 @@ async fn the_limit_counts_the_whole_set_cookie_header() {
             .cookie_domain("example.com")
             .auto(true);
         if max_age {
-            b = b.cookie_expires(carafe::CookieExpiry::MaxAge(Duration::days(30)));
+            b = b.cookie_expires(carafe::CookieExpiry::MaxAge(std::time::Duration::from_secs(
+                30 * 24 * 60 * 60,
+            )));
         }
         let app = app(b.build().unwrap());
         // the largest value that fits, by bisection
@@ -1134,7 +1137,7 @@ async fn logout_cannot_revoke_a_copied_cookie() {
     let clock = MockClock::default();
     let app = app(builder(CookieStore::new(), &clock)
         .auto(true)
-        .idle_timeout(Duration::minutes(30))
+        .idle_timeout(std::time::Duration::from_secs(30 * 60))
         .build()
         .unwrap());
     let cookie = send(&app, "POST", "/login", None, None).await.cookie().unwrap();
@@ -1143,7 +1146,7 @@ async fn logout_cannot_revoke_a_copied_cookie() {
     // a copy taken before the logout still works ...
     assert_eq!(req(&app, "/whoami", Some(&cookie)).await.body, "ada");
     // ... until its expiry
-    clock.advance(Duration::minutes(31));
+    clock.advance(std::time::Duration::from_secs(31 * 60));
     assert_eq!(req(&app, "/whoami", Some(&cookie)).await.body, "anonymous");
 }
 
@@ -1154,7 +1157,7 @@ async fn set_cookie_only_when_the_session_changed_or_a_refresh_is_due() {
     let clock = MockClock::default();
     let app = app(builder(CookieStore::new(), &clock)
         .auto(true)
-        .accessed_time_interval(Duration::minutes(1))
+        .accessed_time_interval(std::time::Duration::from_secs(60))
         .build()
         .unwrap());
     // a new session that is only read: no cookie
@@ -1167,7 +1170,7 @@ async fn set_cookie_only_when_the_session_changed_or_a_refresh_is_due() {
         assert!(req(&app, "/health", c).await.set_cookies.is_empty());
     }
     // reads within the accessed-time interval: no cookie
-    clock.advance(Duration::seconds(30));
+    clock.advance(std::time::Duration::from_secs(30));
     let r = req(&app, "/read", Some(&cookie)).await;
     assert_eq!(r.body, "Some(1)");
     assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
@@ -1180,7 +1183,7 @@ async fn set_cookie_only_when_the_session_changed_or_a_refresh_is_due() {
     assert_eq!(r.body, "count: 2");
     let cookie = r.cookie().unwrap();
     // a read once the interval has passed refreshes the accessed time
-    clock.advance(Duration::minutes(2));
+    clock.advance(std::time::Duration::from_secs(2 * 60));
     let r = req(&app, "/read", Some(&cookie)).await;
     assert_eq!(r.body, "Some(2)");
     let refreshed = r.cookie().expect("an accessed-time refresh is due");
@@ -1204,13 +1207,13 @@ async fn without_save_accessed_time_reads_never_send_a_cookie() {
     let app = app(builder(CookieStore::new(), &clock)
         .auto(true)
         .save_accessed_time(false)
-        .idle_timeout(Duration::minutes(30))
+        .idle_timeout(std::time::Duration::from_secs(30 * 60))
         .build()
         .unwrap());
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
-    clock.advance(Duration::minutes(20));
+    clock.advance(std::time::Duration::from_secs(20 * 60));
     assert!(req(&app, "/read", Some(&cookie)).await.set_cookies.is_empty());
-    clock.advance(Duration::minutes(20));
+    clock.advance(std::time::Duration::from_secs(20 * 60));
     // idle counts from the last write
     assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "None");
 }
@@ -1329,7 +1332,7 @@ async fn conformance_over_http() {
     // a loaded session's created time survives updates
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let (_, first) = open(value_of(&cookie)).unwrap();
-    clock.advance(Duration::minutes(5));
+    clock.advance(std::time::Duration::from_secs(5 * 60));
     let cookie = req(&app, "/count", Some(&cookie)).await.cookie().unwrap();
     let (_, second) = open(value_of(&cookie)).unwrap();
     assert_eq!(first.created, second.created);

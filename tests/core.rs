@@ -250,7 +250,7 @@ async fn cookie_options_are_applied() {
         .cookie_domain("example.com")
         .same_site(carafe::SameSite::Strict)
         .http_only(false)
-        .cookie_expires(CookieExpiry::MaxAge(Duration::hours(1)))
+        .cookie_expires(CookieExpiry::MaxAge(std::time::Duration::from_secs(60 * 60)))
         .build()
         .unwrap();
     let app = counter_app(layer);
@@ -274,7 +274,7 @@ async fn max_age_cookie_is_refreshed_when_the_session_is_written() {
     let clock = MockClock::default();
     let layer = layer_for(MemoryStore::new(), &clock)
         .auto(true)
-        .cookie_expires(CookieExpiry::MaxAge(Duration::hours(1)))
+        .cookie_expires(CookieExpiry::MaxAge(std::time::Duration::from_secs(60 * 60)))
         .build()
         .unwrap();
     let app = counter_app(layer);
@@ -474,7 +474,7 @@ fn configuration_errors_are_reported_at_build() {
         ConfigError::SameSiteNoneWithoutSecure
     );
     assert!(matches!(
-        b().secret(SECRET).idle_timeout(Duration::ZERO).build(),
+        b().secret(SECRET).idle_timeout(std::time::Duration::ZERO).build(),
         Err(ConfigError::NonPositive { .. })
     ));
     assert!(matches!(
@@ -492,16 +492,16 @@ async fn idle_timeout_expires_sessions_and_deletes_the_record() {
     let app = counter_app(
         layer_for(store.clone(), &clock)
             .auto(true)
-            .idle_timeout(Duration::minutes(30))
+            .idle_timeout(std::time::Duration::from_secs(30 * 60))
             .build()
             .unwrap(),
     );
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
-    clock.advance(Duration::minutes(29));
+    clock.advance(std::time::Duration::from_secs(29 * 60));
     assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 2");
-    clock.advance(Duration::minutes(29)); // 29 min after the last write: still alive
+    clock.advance(std::time::Duration::from_secs(29 * 60)); // 29 min after the last write: still alive
     assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(2)");
-    clock.advance(Duration::minutes(31));
+    clock.advance(std::time::Duration::from_secs(31 * 60));
     assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "None");
     assert!(store.is_empty(), "an expired record is deleted when found");
 }
@@ -513,20 +513,20 @@ async fn accessed_time_refresh_keeps_a_reading_session_alive() {
     let app = counter_app(
         layer_for(store.clone(), &clock)
             .auto(true)
-            .idle_timeout(Duration::minutes(30))
-            .accessed_time_interval(Duration::minutes(1))
+            .idle_timeout(std::time::Duration::from_secs(30 * 60))
+            .accessed_time_interval(std::time::Duration::from_secs(60))
             .build()
             .unwrap(),
     );
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let saves = store.saves();
     // reads within the interval do not write
-    clock.advance(Duration::seconds(30));
+    clock.advance(std::time::Duration::from_secs(30));
     req(&app, "/read", Some(&cookie)).await;
     assert_eq!(store.saves(), saves);
     // a read after the interval writes a touch (timestamps only)
     for _ in 0..4 {
-        clock.advance(Duration::minutes(20));
+        clock.advance(std::time::Duration::from_secs(20 * 60));
         assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "Some(1)");
         let change = store.last_change().unwrap();
         assert!(change.is_touch(), "{change:?}");
@@ -542,15 +542,15 @@ async fn without_save_accessed_time_reads_never_write() {
         layer_for(store.clone(), &clock)
             .auto(true)
             .save_accessed_time(false)
-            .idle_timeout(Duration::minutes(30))
+            .idle_timeout(std::time::Duration::from_secs(30 * 60))
             .build()
             .unwrap(),
     );
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let saves = store.saves();
-    clock.advance(Duration::minutes(20));
+    clock.advance(std::time::Duration::from_secs(20 * 60));
     req(&app, "/read", Some(&cookie)).await;
-    clock.advance(Duration::minutes(20));
+    clock.advance(std::time::Duration::from_secs(20 * 60));
     assert_eq!(store.saves(), saves);
     // idle counts from the last write
     assert_eq!(req(&app, "/read", Some(&cookie)).await.body, "None");
@@ -562,20 +562,20 @@ async fn absolute_lifetime_ends_even_an_active_session() {
     let app = counter_app(
         layer_for(MemoryStore::new(), &clock)
             .auto(true)
-            .idle_timeout(Duration::minutes(30))
-            .absolute_lifetime(Duration::hours(2))
+            .idle_timeout(std::time::Duration::from_secs(30 * 60))
+            .absolute_lifetime(std::time::Duration::from_secs(2 * 60 * 60))
             .build()
             .unwrap(),
     );
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
     for n in 2..=5 {
-        clock.advance(Duration::minutes(25));
+        clock.advance(std::time::Duration::from_secs(25 * 60));
         assert_eq!(
             req(&app, "/count", Some(&cookie)).await.body,
             format!("count: {n}")
         );
     }
-    clock.advance(Duration::minutes(25)); // 125 minutes after creation
+    clock.advance(std::time::Duration::from_secs(25 * 60)); // 125 minutes after creation
     assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 1");
 }
 
@@ -585,10 +585,10 @@ async fn created_accessed_and_last_accessed() {
     let app = auto_app(MemoryStore::new(), &clock);
     let t0 = carafe::Clock::now(&clock).unix_timestamp();
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
-    clock.advance(Duration::minutes(5));
+    clock.advance(std::time::Duration::from_secs(5 * 60));
     let r = req(&app, "/times", Some(&cookie)).await;
     assert_eq!(r.body, format!("{t0} {} Some({t0})", t0 + 300));
-    clock.advance(Duration::minutes(5));
+    clock.advance(std::time::Duration::from_secs(5 * 60));
     let r = req(&app, "/times", Some(&cookie)).await;
     assert_eq!(
         r.body,
@@ -739,27 +739,30 @@ async fn store_failure_while_saving_is_a_500() {
 async fn a_hung_store_times_out() {
     #[derive(Debug)]
     struct Hang;
-    #[async_trait::async_trait]
+    #[carafe::store::async_trait]
     impl SessionStore for Hang {
-        async fn load(&self, _: &carafe::StoreKey) -> Result<Option<carafe::Record>, carafe::StoreError> {
+        async fn load(
+            &self,
+            _: &carafe::store::StoreKey,
+        ) -> Result<Option<carafe::store::Record>, carafe::StoreError> {
             std::future::pending().await
         }
         async fn save(
             &self,
-            _: &carafe::StoreKey,
-            _: &carafe::Change,
-        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            _: &carafe::store::StoreKey,
+            _: &carafe::store::Change,
+        ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             std::future::pending().await
         }
-        async fn delete(&self, _: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
+        async fn delete(&self, _: &carafe::store::StoreKey) -> Result<(), carafe::StoreError> {
             std::future::pending().await
         }
         async fn cycle(
             &self,
-            _: &carafe::StoreKey,
-            _: &carafe::StoreKey,
-            _: &carafe::Change,
-        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            _: &carafe::store::StoreKey,
+            _: &carafe::store::StoreKey,
+            _: &carafe::store::Change,
+        ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             std::future::pending().await
         }
         async fn delete_expired(&self, _: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
@@ -800,9 +803,12 @@ async fn a_hung_store_times_out() {
 async fn corrupt_record_is_a_fresh_session() {
     #[derive(Debug, Clone)]
     struct Corrupt(MemoryStore);
-    #[async_trait::async_trait]
+    #[carafe::store::async_trait]
     impl SessionStore for Corrupt {
-        async fn load(&self, key: &carafe::StoreKey) -> Result<Option<carafe::Record>, carafe::StoreError> {
+        async fn load(
+            &self,
+            key: &carafe::store::StoreKey,
+        ) -> Result<Option<carafe::store::Record>, carafe::StoreError> {
             match self.0.load(key).await? {
                 Some(_) => Err(carafe::StoreError::Corrupt("bad json".into())),
                 None => Ok(None),
@@ -810,20 +816,20 @@ async fn corrupt_record_is_a_fresh_session() {
         }
         async fn save(
             &self,
-            k: &carafe::StoreKey,
-            c: &carafe::Change,
-        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            k: &carafe::store::StoreKey,
+            c: &carafe::store::Change,
+        ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             self.0.save(k, c).await
         }
-        async fn delete(&self, k: &carafe::StoreKey) -> Result<(), carafe::StoreError> {
+        async fn delete(&self, k: &carafe::store::StoreKey) -> Result<(), carafe::StoreError> {
             self.0.delete(k).await
         }
         async fn cycle(
             &self,
-            from: &carafe::StoreKey,
-            to: &carafe::StoreKey,
-            change: &carafe::Change,
-        ) -> Result<carafe::SaveOutcome, carafe::StoreError> {
+            from: &carafe::store::StoreKey,
+            to: &carafe::store::StoreKey,
+            change: &carafe::store::Change,
+        ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             self.0.cycle(from, to, change).await
         }
         async fn delete_expired(&self, now: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
@@ -932,7 +938,7 @@ async fn only_changed_keys_reach_the_store() {
     let cookie = req(&app, "/init", None).await.cookie().unwrap();
     req(&app, "/one", Some(&cookie)).await;
     let change = store.last_change().unwrap();
-    assert_eq!(change.kind, carafe::SaveKind::Update);
+    assert_eq!(change.kind, carafe::store::SaveKind::Update);
     assert_eq!(change.set.keys().collect::<Vec<_>>(), ["k3"]);
     assert_eq!(change.removed, ["k4"]);
 }
@@ -1091,7 +1097,7 @@ async fn file_store_never_leaves_its_directory_for_hostile_cookies() {
     for entry in std::fs::read_dir(&data).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let stem = name.strip_suffix(".json").unwrap();
-        assert!(carafe::StoreKey::parse(stem).is_some(), "{name}");
+        assert!(carafe::store::StoreKey::parse(stem).is_some(), "{name}");
     }
 }
 
@@ -1131,7 +1137,7 @@ async fn ids_never_appear_in_logs() {
     store.fail(true);
     req(&app, "/count", Some(&cookie)).await;
     store.fail(false);
-    clock.advance(Duration::days(30));
+    clock.advance(std::time::Duration::from_secs(30 * 24 * 60 * 60));
     req(&app, "/count", Some(&cookie)).await;
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(

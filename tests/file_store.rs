@@ -9,11 +9,11 @@ use std::time::Duration as StdDuration;
 
 use axum::routing::get;
 use axum::Router;
-use carafe::{FileStore, MockClock, Reaper, Session, SessionLayer, SessionStore, StoreKey};
+use carafe::store::StoreKey;
+use carafe::{FileStore, MockClock, Reaper, Session, SessionLayer, SessionStore};
 use support::*;
-use time::Duration;
 
-const IDLE: Duration = Duration::minutes(30);
+const IDLE: StdDuration = StdDuration::from_secs(30 * 60);
 
 fn app(store: impl SessionStore, clock: &MockClock) -> Router {
     let layer = SessionLayer::builder(store)
@@ -185,7 +185,7 @@ async fn the_reaper_removes_expired_files() {
         Arc::new(clock.clone()),
         StdDuration::from_millis(10),
     );
-    clock.advance(IDLE / 2 + Duration::seconds(1));
+    clock.advance(IDLE / 2 + StdDuration::from_secs(1));
     let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
     while entries(tmp.path()).len() > 2 {
         assert!(tokio::time::Instant::now() < deadline, "the reaper did not run");

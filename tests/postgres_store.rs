@@ -24,10 +24,8 @@ use std::time::{Duration as StdDuration, Instant};
 use carafe::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use carafe::store::sqlx::{self, Connection, PgConnection, PgPool};
 use carafe::store::{conformance, PostgresStore, PostgresStoreBuilder};
-use carafe::{
-    Change, ConfigError, Data, MemoryStore, MockClock, Reaper, SaveOutcome, SessionLayer, SessionStore,
-    StoreError, StoreKey,
-};
+use carafe::store::{Change, Data, SaveOutcome, StoreKey};
+use carafe::{ConfigError, MemoryStore, MockClock, Reaper, SessionLayer, SessionStore, StoreError};
 use http::StatusCode;
 use serde_json::{json, Value};
 use support::apps::{app, fifty_overlapping_requests, one_session_on_two_instances};

@@ -18,9 +18,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use carafe::store::conformance::{self, Options};
 use carafe::store::RedisStore;
-use carafe::{
-    Change, Data, SaveKind, SaveOutcome, Session, SessionId, SessionLayer, SessionStore, StoreError,
-};
+use carafe::store::{Change, Data, SaveKind, SaveOutcome};
+use carafe::{Session, SessionId, SessionLayer, SessionStore, StoreError};
 use serde_json::json;
 use support::client::Client;
 use support::proxy::CountingProxy;

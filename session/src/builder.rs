@@ -2,13 +2,13 @@
 //! anything.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cookie::SameSite;
-use time::Duration;
 
 use crate::backend::{Backend, IntoBackend};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, CookieExpiry};
+use crate::config::{to_time, Config, CookieExpiry};
 use crate::error::ConfigError;
 use crate::key::{Key, Keys};
 use crate::layer::SessionLayer;
@@ -21,13 +21,14 @@ use crate::request::Shared;
 ///
 /// ```
 /// use carafe::{CookieExpiry, MemoryStore, SessionLayer};
-/// use time::Duration;
+/// use std::time::Duration;
 ///
+/// const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// let layer = SessionLayer::builder(MemoryStore::new())
 ///     .secret(b"0123456789abcdef0123456789abcdef")
 ///     .cookie_name("app.sid")
-///     .cookie_expires(CookieExpiry::MaxAge(Duration::days(7)))
-///     .idle_timeout(Duration::hours(2))
+///     .cookie_expires(CookieExpiry::MaxAge(7 * DAY))
+///     .idle_timeout(Duration::from_secs(2 * 60 * 60))
 ///     .auto(true)
 ///     .build()?;
 /// # Ok::<(), carafe::ConfigError>(())
@@ -211,13 +212,13 @@ impl SessionLayerBuilder {
     /// # use carafe::{CookieExpiry, MemoryStore, SessionLayer};
     /// let layer = SessionLayer::builder(MemoryStore::new())
     ///     .secret([0u8; 32])
-    ///     .cookie_expires(CookieExpiry::MaxAge(time::Duration::days(30)))
+    ///     .cookie_expires(CookieExpiry::MaxAge(std::time::Duration::from_secs(30 * 24 * 60 * 60)))
     ///     .build()?;
     /// # Ok::<(), carafe::ConfigError>(())
     /// ```
     pub fn cookie_expires(mut self, expires: CookieExpiry) -> Self {
         if let CookieExpiry::MaxAge(age) = expires {
-            if !age.is_positive() {
+            if age.is_zero() {
                 self.errors.push(ConfigError::NonPositive {
                     option: "cookie_expires max age",
                 });
@@ -248,16 +249,16 @@ impl SessionLayerBuilder {
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
     /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).idle_timeout(time::Duration::minutes(30)).build()?;
+    ///     .secret([0u8; 32]).idle_timeout(std::time::Duration::from_secs(30 * 60)).build()?;
     /// # Ok::<(), carafe::ConfigError>(())
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        if !timeout.is_positive() {
+        if timeout.is_zero() {
             self.errors.push(ConfigError::NonPositive {
                 option: "idle_timeout",
             });
         }
-        self.config.idle_timeout = timeout;
+        self.config.idle_timeout = to_time(timeout);
         self
     }
 
@@ -268,16 +269,16 @@ impl SessionLayerBuilder {
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
     /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).absolute_lifetime(time::Duration::hours(12)).build()?;
+    ///     .secret([0u8; 32]).absolute_lifetime(std::time::Duration::from_secs(12 * 60 * 60)).build()?;
     /// # Ok::<(), carafe::ConfigError>(())
     /// ```
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
-        if !lifetime.is_positive() {
+        if lifetime.is_zero() {
             self.errors.push(ConfigError::NonPositive {
                 option: "absolute_lifetime",
             });
         }
-        self.config.absolute_lifetime = Some(lifetime);
+        self.config.absolute_lifetime = Some(to_time(lifetime));
         self
     }
 
@@ -303,11 +304,11 @@ impl SessionLayerBuilder {
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
     /// let layer = SessionLayer::builder(MemoryStore::new())
-    ///     .secret([0u8; 32]).accessed_time_interval(time::Duration::seconds(30)).build()?;
+    ///     .secret([0u8; 32]).accessed_time_interval(std::time::Duration::from_secs(30)).build()?;
     /// # Ok::<(), carafe::ConfigError>(())
     /// ```
     pub fn accessed_time_interval(mut self, interval: Duration) -> Self {
-        self.config.accessed_refresh = interval.max(Duration::ZERO);
+        self.config.accessed_refresh = to_time(interval);
         self
     }
 
@@ -320,7 +321,7 @@ impl SessionLayerBuilder {
     ///     .secret([0u8; 32]).store_timeout(std::time::Duration::from_secs(2)).build()?;
     /// # Ok::<(), carafe::ConfigError>(())
     /// ```
-    pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
         if timeout.is_zero() {
             self.errors.push(ConfigError::NonPositive {
                 option: "store_timeout",

@@ -34,10 +34,11 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use carafe::{Clock, MockClock};
-/// use time::{Duration, macros::datetime};
+/// use std::time::Duration;
+/// use time::macros::datetime;
 /// let clock = MockClock::new(datetime!(2030-01-01 0:00 UTC));
 /// let seen_by_layer = clock.clone();
-/// clock.advance(Duration::minutes(5));
+/// clock.advance(Duration::from_secs(5 * 60));
 /// assert_eq!(seen_by_layer.now(), datetime!(2030-01-01 0:05 UTC));
 /// ```
 #[derive(Debug, Clone)]
@@ -50,10 +51,10 @@ impl MockClock {
         MockClock(Arc::new(Mutex::new(start)))
     }
 
-    /// Moves the clock forward (or back, for a negative duration).
-    pub fn advance(&self, by: Duration) {
+    /// Moves the clock forward (use [`set`](Self::set) to move it back).
+    pub fn advance(&self, by: std::time::Duration) {
         let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        *now = now.saturating_add(Duration::try_from(by).unwrap_or(Duration::MAX));
     }
 
     /// Sets the clock to `to`.

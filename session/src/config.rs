@@ -16,9 +16,15 @@ pub enum CookieExpiry {
     BrowserSession,
     /// `Max-Age`, refreshed whenever the session is written or its accessed
     /// time is refreshed (a sliding window).
-    MaxAge(Duration),
+    MaxAge(std::time::Duration),
     /// A fixed `Expires` time.
     At(OffsetDateTime),
+}
+
+/// A `std` duration as `time`'s, saturating at the longest it holds
+/// (the public API takes `std::time::Duration` throughout).
+pub(crate) fn to_time(duration: std::time::Duration) -> Duration {
+    Duration::try_from(duration).unwrap_or(Duration::MAX)
 }
 
 /// Settings fixed when the layer is built.

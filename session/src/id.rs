@@ -114,7 +114,8 @@ impl fmt::Display for SessionId {
 /// or a primary key without further checks.
 ///
 /// ```
-/// use carafe::{SessionId, StoreKey};
+/// use carafe::SessionId;
+/// use carafe::store::StoreKey;
 /// let key = SessionId::generate().store_key();
 /// assert_eq!(StoreKey::parse(key.as_str()), Some(key.clone()));
 /// assert_eq!(StoreKey::parse("../secret"), None);
@@ -129,8 +130,8 @@ impl StoreKey {
     /// files); anything else is `None`.
     ///
     /// ```
-    /// assert!(carafe::StoreKey::parse(&"a".repeat(64)).is_some());
-    /// assert!(carafe::StoreKey::parse(&"A".repeat(64)).is_none());
+    /// assert!(carafe::store::StoreKey::parse(&"a".repeat(64)).is_some());
+    /// assert!(carafe::store::StoreKey::parse(&"A".repeat(64)).is_none());
     /// ```
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {

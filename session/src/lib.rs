@@ -96,11 +96,10 @@ pub use config::CookieExpiry;
 pub use cookie::SameSite;
 pub use error::{ConfigError, SessionError, StoreError, TypedError};
 pub use extract::SessionRejection;
-pub use id::{SessionId, StoreKey};
+pub use id::SessionId;
 pub use key::{Key, MIN_SECRET_LEN};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use reaper::Reaper;
-pub use record::{Change, Data, Record, SaveKind, SaveOutcome};
 pub use session::Session;
 #[cfg(feature = "cookie-store")]
 pub use store::CookieStore;

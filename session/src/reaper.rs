@@ -97,7 +97,7 @@ impl Reaper {
     /// let clock = MockClock::default();
     /// let store = Arc::new(MemoryStore::new());
     /// let reaper = Reaper::spawn_with_clock(store, Arc::new(clock.clone()), Duration::from_secs(60));
-    /// clock.advance(time::Duration::days(30)); // the reaper's next run sees this time
+    /// clock.advance(std::time::Duration::from_secs(30 * 24 * 60 * 60)); // the reaper's next run sees this time
     /// reaper.shutdown().await;
     /// # }
     /// ```
@@ -294,7 +294,7 @@ mod tests {
         let later = put(&*store, t0() + time::Duration::hours(1)).await;
         let reaper = Reaper::spawn_with_clock(store.clone(), Arc::new(clock.clone()), MINUTE);
 
-        clock.advance(time::Duration::minutes(10));
+        clock.advance(std::time::Duration::from_secs(10 * 60));
         tokio::time::sleep(MINUTE / 2).await;
         assert!(
             store.load(&soon).await.expect("load").is_some(),
@@ -310,7 +310,7 @@ mod tests {
             "not expired yet"
         );
 
-        clock.advance(time::Duration::hours(1));
+        clock.advance(std::time::Duration::from_secs(60 * 60));
         tokio::time::sleep(MINUTE).await;
         assert!(
             store.load(&later).await.expect("load").is_none(),
@@ -446,7 +446,7 @@ mod tests {
         let store = Arc::new(crate::store::FileStore::new(tmp.path()).expect("new"));
         let key = put(&*store, t0() + time::Duration::minutes(5)).await;
         let reaper = Reaper::spawn_with_clock(store.clone(), Arc::new(clock.clone()), MINUTE);
-        clock.advance(time::Duration::minutes(5));
+        clock.advance(std::time::Duration::from_secs(5 * 60));
         tokio::time::sleep(MINUTE + Duration::from_secs(1)).await;
         reaper.shutdown().await;
         assert!(store.load(&key).await.expect("load").is_none());

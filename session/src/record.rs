@@ -10,7 +10,7 @@ pub type Data = serde_json::Map<String, Value>;
 /// A stored session.
 ///
 /// ```
-/// use carafe::Record;
+/// use carafe::store::Record;
 /// use time::macros::datetime;
 /// let t = datetime!(2030-01-01 0:00 UTC);
 /// let record = Record { data: Default::default(), created: t, accessed: t, expires: t };
@@ -77,7 +77,7 @@ impl Change {
     /// True when the change only refreshes the timestamps.
     ///
     /// ```
-    /// # use carafe::{Change, SaveKind};
+    /// # use carafe::store::{Change, SaveKind};
     /// # let t = time::OffsetDateTime::UNIX_EPOCH;
     /// let touch = Change { kind: SaveKind::Update, set: Default::default(), removed: vec![],
     ///                      created: t, accessed: t, expires: t };
@@ -91,12 +91,12 @@ impl Change {
     /// Applies the change to `record` (for stores that merge in memory).
     ///
     /// ```
-    /// # use carafe::{Change, Record, SaveKind};
+    /// # use carafe::store::{Change, Record, SaveKind};
     /// # let t = time::OffsetDateTime::UNIX_EPOCH;
     /// let mut record = Record { data: Default::default(), created: t, accessed: t, expires: t };
     /// record.data.insert("a".into(), 1.into());
     /// record.data.insert("b".into(), 2.into());
-    /// let mut set = carafe::Data::new();
+    /// let mut set = carafe::store::Data::new();
     /// set.insert("c".into(), 3.into());
     /// let change = Change { kind: SaveKind::Update, set, removed: vec!["a".into()],
     ///                       created: t, accessed: t, expires: t };
@@ -117,7 +117,7 @@ impl Change {
     /// The record a [`SaveKind::Create`] change describes.
     ///
     /// ```
-    /// # use carafe::{Change, SaveKind};
+    /// # use carafe::store::{Change, SaveKind};
     /// # let t = time::OffsetDateTime::UNIX_EPOCH;
     /// let change = Change { kind: SaveKind::Create, set: Default::default(), removed: vec![],
     ///                       created: t, accessed: t, expires: t };

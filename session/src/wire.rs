@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::config::{Config, CookieExpiry};
+use crate::config::{to_time, Config, CookieExpiry};
 
 /// The most values of cookies bearing the session cookie's name that are
 /// looked at (verified, decrypted) per request. A browser sends one; a few
@@ -90,7 +90,10 @@ pub(crate) fn session_cookie(config: &Config, value: String, now: OffsetDateTime
     let builder = base_cookie(config, value);
     match config.cookie_expires {
         CookieExpiry::BrowserSession => builder.build(),
-        CookieExpiry::MaxAge(age) => builder.max_age(age).expires(now.saturating_add(age)).build(),
+        CookieExpiry::MaxAge(age) => {
+            let age = to_time(age);
+            builder.max_age(age).expires(now.saturating_add(age)).build()
+        }
         CookieExpiry::At(at) => builder.expires(at).build(),
     }
 }

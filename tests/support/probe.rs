@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use carafe::{Change, Record, SaveOutcome, SessionStore, StoreError, StoreKey};
+use carafe::store::{Change, Record, SaveOutcome, StoreKey};
+use carafe::{SessionStore, StoreError};
 use time::OffsetDateTime;
 
 /// A store wrapper that counts calls and can be told to fail.
@@ -62,7 +63,7 @@ impl<S: SessionStore> Probe<S> {
     }
 }
 
-#[async_trait::async_trait]
+#[carafe::store::async_trait]
 impl<S: SessionStore> SessionStore for Probe<S> {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);

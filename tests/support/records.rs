@@ -5,7 +5,8 @@
 //! `support`.
 #![allow(dead_code)]
 
-use carafe::{Change, Data, SaveKind, SessionId, StoreKey};
+use carafe::store::{Change, Data, SaveKind, StoreKey};
+use carafe::SessionId;
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 

@@ -371,7 +371,7 @@ fn unsaved_explicit_changes_are_not_written_but_auto_ones_are() {
 fn an_old_key_or_a_sliding_expiry_rewrites_the_cookie_on_a_write_only() {
     let id = SessionId::generate();
     let sliding = Config {
-        cookie_expires: CookieExpiry::MaxAge(time::Duration::days(1)),
+        cookie_expires: CookieExpiry::MaxAge(std::time::Duration::from_secs(24 * 60 * 60)),
         ..Config::default()
     };
     for (config, old_key) in [(&Config::default(), true), (&sliding, false)] {

@@ -147,7 +147,7 @@ const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 /// let layer = SessionLayer::builder(CookieStore::new().max_cookie_bytes(4000))
 ///     .secret(b"the current secret, at least 32 bytes")
 ///     .old_secret(b"the previous secret, at least 32 bytes")
-///     .idle_timeout(time::Duration::hours(2))
+///     .idle_timeout(std::time::Duration::from_secs(2 * 60 * 60))
 ///     .build()?;
 /// # Ok::<(), carafe::ConfigError>(())
 /// ```

@@ -14,12 +14,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use time::OffsetDateTime;
+/// The attribute a [`SessionStore`] implementation goes under, re-exported
+/// so that a custom store needs no dependency of its own for it.
+pub use async_trait::async_trait;
+/// The timestamps of a [`Record`] and [`Change`], re-exported from `time`.
+pub use time::OffsetDateTime;
 
-use crate::error::StoreError;
-use crate::id::StoreKey;
-use crate::record::{Change, Record, SaveOutcome};
+pub use crate::error::StoreError;
+pub use crate::id::StoreKey;
+pub use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -82,6 +85,88 @@ pub use sqlx;
 ///   whose backend expires records itself may return 0.
 ///
 /// Stores are used as `Arc<dyn SessionStore>`.
+///
+/// A custom store needs nothing but carafe: the attribute, the record types
+/// and the timestamp type are all in this module.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use carafe::store::{
+///     async_trait, Change, OffsetDateTime, Record, SaveKind, SaveOutcome, SessionStore,
+///     StoreError, StoreKey,
+/// };
+///
+/// #[derive(Debug, Default)]
+/// struct MapStore(Mutex<HashMap<String, Record>>);
+///
+/// fn merge(record: &mut Record, change: &Change) {
+///     record.data.extend(change.set.clone());
+///     for key in &change.removed {
+///         record.data.remove(key);
+///     }
+///     record.accessed = change.accessed;
+///     record.expires = change.expires;
+/// }
+///
+/// #[async_trait]
+/// impl SessionStore for MapStore {
+///     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+///         Ok(self.0.lock().unwrap().get(key.as_str()).cloned())
+///     }
+///     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         match (change.kind, map.get_mut(key.as_str())) {
+///             (SaveKind::Create, Some(_)) => Err(StoreError::Conflict),
+///             (SaveKind::Create, None) => {
+///                 map.insert(key.as_str().to_owned(), change.to_record());
+///                 Ok(SaveOutcome::Saved)
+///             }
+///             (SaveKind::Update, Some(record)) => {
+///                 merge(record, change);
+///                 Ok(SaveOutcome::Saved)
+///             }
+///             (SaveKind::Update, None) => Ok(SaveOutcome::Missing),
+///         }
+///     }
+///     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+///         self.0.lock().unwrap().remove(key.as_str());
+///         Ok(())
+///     }
+///     async fn cycle(
+///         &self,
+///         from: &StoreKey,
+///         to: &StoreKey,
+///         change: &Change,
+///     ) -> Result<SaveOutcome, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         if map.contains_key(to.as_str()) {
+///             return Err(StoreError::Conflict);
+///         }
+///         let Some(mut record) = map.remove(from.as_str()) else {
+///             return Ok(SaveOutcome::Missing);
+///         };
+///         merge(&mut record, change);
+///         map.insert(to.as_str().to_owned(), record);
+///         Ok(SaveOutcome::Saved)
+///     }
+///     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         let before = map.len();
+///         map.retain(|_, record| record.expires > now);
+///         Ok((before - map.len()) as u64)
+///     }
+///     fn name(&self) -> &'static str {
+///         "map"
+///     }
+/// }
+///
+/// let _layer = carafe::SessionLayer::builder(MapStore::default())
+///     .secret(&[7u8; 64])
+///     .build()?;
+/// # Ok::<(), carafe::ConfigError>(())
+/// ```
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Loads the record filed under `key`.
@@ -132,7 +217,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// use carafe::{Change, SaveKind, SaveOutcome, SessionId, SessionStore};
+    /// use carafe::{SessionId, SessionStore};
+    /// use carafe::store::{Change, SaveKind, SaveOutcome};
     /// let store = carafe::MemoryStore::new();
     /// let (from, to) = (SessionId::generate().store_key(), SessionId::generate().store_key());
     /// let t = time::OffsetDateTime::UNIX_EPOCH;
