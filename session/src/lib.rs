@@ -81,6 +81,8 @@ mod extract;
 mod session;
 mod typed;
 
+pub mod csrf;
+
 mod builder;
 mod layer;
 mod reaper;
