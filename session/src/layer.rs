@@ -68,6 +68,11 @@ impl SessionLayer {
         SessionLayerBuilder::new(store)
     }
 
+    #[cfg(feature = "test-util")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn from_shared(shared: Shared) -> Self {
         SessionLayer {
             shared: Arc::new(shared),

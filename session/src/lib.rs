@@ -87,6 +87,9 @@ mod builder;
 mod layer;
 mod reaper;
 
+#[cfg(feature = "test-util")]
+pub mod testing;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
