@@ -124,6 +124,10 @@ pub enum SessionError {
     /// a new session instead.
     #[error("the session was deleted in this request; use invalidate() to start a new one")]
     Deleted,
+    /// [`Session::set_expiry`](crate::Session::set_expiry) was given a zero
+    /// duration, which would end the session at once.
+    #[error("a session's expiry durations must be positive")]
+    Expiry,
 }
 
 /// What kind of failure a serde_json error is, without its message: the

@@ -97,7 +97,7 @@ pub mod __private;
 pub use backend::IntoBackend;
 pub use builder::SessionLayerBuilder;
 pub use clock::{Clock, MockClock, SystemClock};
-pub use config::CookieExpiry;
+pub use config::{CookieExpiry, SessionExpiry};
 pub use cookie::SameSite;
 pub use error::{ConfigError, SessionError, StoreError, TypedError};
 pub use extract::SessionRejection;

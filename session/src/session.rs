@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::config::{SessionExpiry, EXPIRY_KEY};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::request::state::State;
@@ -367,6 +368,86 @@ impl Session {
     /// ```
     pub fn cycle_id(&self) {
         self.lock().cycle();
+    }
+
+    /// Gives this session its own expiry (Django's `set_expiry`; "remember
+    /// me"), replacing the layer's idle timeout, absolute lifetime or cookie
+    /// expiry for this session alone, from this request on. It is part of
+    /// the session's data (saved at the end of the request like an `auto`
+    /// change, whatever the layer's `auto`), so it holds on every store,
+    /// moves with the data on [`cycle_id`](Self::cycle_id), and ends with
+    /// [`invalidate`](Self::invalidate), [`clear`](Self::clear) and
+    /// [`delete`](Self::delete). `SessionExpiry::default()` goes back to
+    /// the layer's settings. Durations count in whole seconds.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Expiry`] for a zero duration;
+    /// [`SessionError::Deleted`] after [`delete`](Self::delete).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// async fn login(session: carafe::Session) -> Result<&'static str, carafe::SessionError> {
+    ///     session.cycle_id();
+    ///     session.insert("user", "ada")?;
+    ///     // "Remember me" for 30 days: the cookie outlives the browser.
+    ///     session.set_expiry(carafe::SessionExpiry::remember_for(Duration::from_secs(30 * 86_400)))?;
+    ///     Ok("logged in")
+    /// }
+    /// ```
+    pub fn set_expiry(&self, expiry: SessionExpiry) -> Result<(), SessionError> {
+        if !expiry.is_valid() {
+            return Err(SessionError::Expiry);
+        }
+        let mut state = self.lock();
+        if !state.is_live() {
+            return Err(SessionError::Deleted);
+        }
+        if expiry == SessionExpiry::default() {
+            state.remove(EXPIRY_KEY, Saver::Auto);
+        } else {
+            state.set(EXPIRY_KEY.to_owned(), expiry.to_value(), Saver::Auto);
+        }
+        state.expiry_changed = true;
+        Ok(())
+    }
+
+    /// This session's own expiry ([`set_expiry`](Self::set_expiry));
+    /// `SessionExpiry::default()` when it follows the layer's settings.
+    ///
+    /// ```
+    /// async fn handler(session: carafe::Session) -> String {
+    ///     let remembered = session.expiry().cookie.is_some();
+    ///     format!("remembered: {remembered}")
+    /// }
+    /// ```
+    #[must_use]
+    pub fn expiry(&self) -> SessionExpiry {
+        self.lock()
+            .tracked
+            .data()
+            .get(EXPIRY_KEY)
+            .and_then(SessionExpiry::from_value)
+            .unwrap_or_default()
+    }
+
+    /// Extends the session's life without changing its data: at the end of
+    /// the request (or on [`persist`](Self::persist)) its accessed time is
+    /// written as now, so the idle timeout counts from now and a `Max-Age`
+    /// cookie is renewed. Needed with `save_accessed_time(false)`, where
+    /// reading never refreshes it; with the default, reads refresh it at
+    /// most once per `accessed_time_interval` and `touch()` forces it. A
+    /// session with no record yet (nothing saved) has nothing to extend.
+    ///
+    /// ```
+    /// async fn keep_alive(session: carafe::Session) -> &'static str {
+    ///     session.touch();
+    ///     "ok"
+    /// }
+    /// ```
+    pub fn touch(&self) {
+        self.lock().request_touch();
     }
 }
 

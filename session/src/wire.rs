@@ -67,8 +67,9 @@ pub(crate) fn fingerprint(value: &str) -> String {
 pub(crate) enum CookieAction {
     /// Nothing: the browser's cookie (or its lack of one) is right.
     Keep,
-    /// Set the cookie to this value.
-    Set(String),
+    /// Set the cookie to this value, expiring as `expiry` says (the
+    /// layer's `cookie_expires`, or the session's own).
+    Set { value: String, expiry: CookieExpiry },
     /// Remove the cookie the browser sent.
     Remove,
 }
@@ -86,9 +87,14 @@ fn base_cookie(config: &Config, value: String) -> cookie::CookieBuilder<'static>
 }
 
 /// The session cookie carrying `value`, with the configured attributes.
-pub(crate) fn session_cookie(config: &Config, value: String, now: OffsetDateTime) -> Cookie<'static> {
+pub(crate) fn session_cookie(
+    config: &Config,
+    value: String,
+    expiry: CookieExpiry,
+    now: OffsetDateTime,
+) -> Cookie<'static> {
     let builder = base_cookie(config, value);
-    match config.cookie_expires {
+    match expiry {
         CookieExpiry::BrowserSession => builder.build(),
         CookieExpiry::MaxAge(age) => {
             let age = to_time(age);
@@ -119,7 +125,7 @@ pub(crate) fn finish_headers(
     add_vary_cookie(headers);
     let cookie = match action {
         CookieAction::Keep => return,
-        CookieAction::Set(value) => session_cookie(config, value, now),
+        CookieAction::Set { value, expiry } => session_cookie(config, value, expiry, now),
         CookieAction::Remove => removal_cookie(config),
     };
     let Ok(value) = HeaderValue::try_from(cookie.to_string()) else {
@@ -250,7 +256,10 @@ mod tests {
         finish_headers(
             &mut headers,
             &Config::default(),
-            CookieAction::Set("v".into()),
+            CookieAction::Set {
+                value: "v".into(),
+                expiry: CookieExpiry::BrowserSession,
+            },
             OffsetDateTime::UNIX_EPOCH,
         );
         assert_eq!(headers.get_all(VARY).iter().count(), 1);

@@ -144,7 +144,7 @@ impl Inner {
         let shared = &self.shared;
         for value in values {
             match codec.decode(&shared.keys, value) {
-                Some((id, record)) if !shared.config.is_expired(&record, now) => {
+                Some((id, record)) if !shared.config.lifetime(&record.data).is_expired(&record, now) => {
                     return State::loaded(id, false, record, now);
                 }
                 Some(_) => tracing::debug!(cookie = %wire::fingerprint(value), "client-side session expired"),
@@ -166,7 +166,7 @@ impl Inner {
         let shared = &self.shared;
         let key = id.store_key();
         match shared.call(store.load(&key)).await {
-            Ok(Some(record)) if shared.config.is_expired(&record, now) => {
+            Ok(Some(record)) if shared.config.lifetime(&record.data).is_expired(&record, now) => {
                 tracing::debug!(session = %key, "session expired");
                 self.forget(store, &key).await;
                 Ok(State::fresh(Origin::Stale, now))
@@ -219,10 +219,14 @@ impl Inner {
         Ok(match plan::cookie(&state, &shared.config, client) {
             CookieDecision::Keep => CookieAction::Keep,
             CookieDecision::Remove => CookieAction::Remove,
-            CookieDecision::Set(id) => match &state.client_value {
-                Some(value) if client => CookieAction::Set(value.clone()),
-                _ => CookieAction::Set(shared.keys.sign(&id)),
-            },
+            CookieDecision::Set(id) => {
+                let expiry = shared.config.lifetime(state.tracked.data()).cookie;
+                let value = match &state.client_value {
+                    Some(value) if client => value.clone(),
+                    _ => shared.keys.sign(&id),
+                };
+                CookieAction::Set { value, expiry }
+            }
         })
     }
 

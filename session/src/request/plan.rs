@@ -101,13 +101,14 @@ pub(crate) fn plan(state: &State, config: &Config, now: OffsetDateTime, outcome:
         return plan;
     }
     let diff = state.tracked.diff(saves_all(state, outcome));
+    let lifetime = config.lifetime(state.tracked.data());
     let change = |kind, diff: Diff| Change {
         kind,
         set: diff.set,
         removed: diff.removed,
         created: state.created,
         accessed: now,
-        expires: config.expires(state.created, now),
+        expires: lifetime.expires(state.created, now),
     };
     plan.write = match &state.stored {
         None if diff.set.is_empty() => None,
@@ -122,10 +123,11 @@ pub(crate) fn plan(state: &State, config: &Config, now: OffsetDateTime, outcome:
             ),
         }),
         Some(stored) if *stored == state.id => {
-            let touch_due = config.save_accessed_time
-                && state
-                    .stored_accessed
-                    .is_none_or(|at| now - at >= config.accessed_refresh);
+            let touch_due = state.touch_requested
+                || config.save_accessed_time
+                    && state
+                        .stored_accessed
+                        .is_none_or(|at| now - at >= config.accessed_refresh);
             (!diff.is_empty() || touch_due).then(|| Write::Update {
                 key: stored.store_key(),
                 change: change(SaveKind::Update, diff),
@@ -191,6 +193,7 @@ pub(crate) fn settle(
             state.stored = Some(state.id.clone());
             state.stored_accessed = Some(now);
             state.save_requested = false;
+            state.touch_requested = false;
             state.wrote = true;
             if let Some(change) = plan.change() {
                 state.tracked.written(&Diff {
@@ -225,7 +228,8 @@ pub(crate) fn cookie(state: &State, config: &Config, client: bool) -> CookieDeci
                 Origin::Valid { id: offered, old_key } => (offered == id, *old_key),
                 Origin::NoCookie | Origin::Stale => (false, false),
             };
-            let rewrite = state.wrote && (client || config.sliding_cookie() || old_key);
+            let sliding = config.lifetime(state.tracked.data()).sliding_cookie();
+            let rewrite = state.wrote && (client || sliding || old_key || state.expiry_changed);
             if !offered_same || rewrite {
                 CookieDecision::Set(id.clone())
             } else {

@@ -48,6 +48,12 @@ pub(crate) struct State {
     pub(crate) epoch: u64,
     /// `save()` (on the session or a view) or `cycle_id()` was called.
     pub(crate) save_requested: bool,
+    /// `touch()` was called: the next save refreshes the timestamps even
+    /// with no change and no refresh due.
+    pub(crate) touch_requested: bool,
+    /// The session's own expiry was set in this request: a written cookie
+    /// is sent again with its new attributes.
+    pub(crate) expiry_changed: bool,
     /// A write reached the store during this request.
     pub(crate) wrote: bool,
     /// For a client-side session: the cookie value last encoded.
@@ -70,6 +76,8 @@ impl State {
             deleted: false,
             epoch: 0,
             save_requested: false,
+            touch_requested: false,
+            expiry_changed: false,
             wrote: false,
             client_value: None,
         }
@@ -93,6 +101,8 @@ impl State {
             deleted: false,
             epoch: 0,
             save_requested: false,
+            touch_requested: false,
+            expiry_changed: false,
             wrote: false,
             client_value: None,
         }
@@ -123,6 +133,13 @@ impl State {
         }
     }
 
+    /// `touch()`: refresh the timestamps at the next save.
+    pub(crate) fn request_touch(&mut self) {
+        if self.is_live() {
+            self.touch_requested = true;
+        }
+    }
+
     pub(crate) fn request_save(&mut self) {
         if self.is_live() {
             self.save_requested = true;
@@ -143,6 +160,7 @@ impl State {
         self.tracked = Tracked::default();
         self.deleted = true;
         self.save_requested = false;
+        self.touch_requested = false;
         self.epoch += 1;
     }
 

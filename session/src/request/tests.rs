@@ -348,6 +348,41 @@ fn a_due_touch_refreshes_only_the_timestamps() {
 }
 
 #[test]
+fn touch_refreshes_when_nothing_else_would_and_a_sessions_expiry_counts() {
+    let off = Config {
+        save_accessed_time: false,
+        ..Config::default()
+    };
+    let id = SessionId::generate();
+    let mut record = loaded_record();
+    record.accessed = NOW - time::Duration::seconds(5);
+    let mut state = State::loaded(id, false, record, NOW);
+    assert!(plan::plan(&state, &off, NOW, Outcome::Answered).is_empty());
+    state.request_touch();
+    let plan = plan::plan(&state, &off, NOW, Outcome::Answered);
+    match &plan.write {
+        Some(Write::Update { change, .. }) => {
+            assert!(change.is_touch());
+            assert_eq!(change.expires, NOW + off.idle_timeout, "the layer's idle timeout");
+        }
+        other => panic!("expected a touch, got {other:?}"),
+    }
+    assert!(plan::plan(&state, &off, NOW, Outcome::Failed).is_empty());
+    // With its own idle timeout, the stored expiry follows it.
+    let own = crate::config::SessionExpiry::remember_for(std::time::Duration::from_secs(7 * 86_400));
+    state.set(crate::config::EXPIRY_KEY.into(), own.to_value(), Saver::Auto);
+    match plan::plan(&state, &off, NOW, Outcome::Answered).write {
+        Some(Write::Update { change, .. }) => assert_eq!(change.expires, NOW + time::Duration::days(7)),
+        other => panic!("expected an update, got {other:?}"),
+    }
+    state.delete();
+    assert!(
+        plan::plan(&state, &off, NOW, Outcome::Answered).write.is_none(),
+        "deleted: no touch"
+    );
+}
+
+#[test]
 fn unsaved_explicit_changes_are_not_written_but_auto_ones_are() {
     let config = Config::default();
     let mut state = State::loaded(SessionId::generate(), false, loaded_record(), NOW);

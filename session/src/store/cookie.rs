@@ -396,7 +396,8 @@ impl ClientCodec for Codec {
         .map_err(|err| StoreError::Corrupt(format!("the session cannot be serialized: {err}")))?;
         // The exact size is known before encrypting: base64 of the layout.
         let value_len = base64_len(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
-        let attributes = session_cookie(config, String::new(), record.accessed)
+        let expiry = config.lifetime(&record.data).cookie;
+        let attributes = session_cookie(config, String::new(), expiry, record.accessed)
             .to_string()
             .len();
         let size = attributes + value_len;

@@ -117,7 +117,7 @@ impl SessionLayer {
         session.save();
         drop(session);
         match inner.finish(Outcome::Answered).await? {
-            CookieAction::Set(value) => Ok(format!("{}={value}", shared.config.cookie_name)),
+            CookieAction::Set { value, .. } => Ok(format!("{}={value}", shared.config.cookie_name)),
             // An empty session is not saved.
             CookieAction::Keep | CookieAction::Remove => Ok(String::new()),
         }
