@@ -1458,6 +1458,78 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
     }
 }
 
+/// Test support inside carafe: a store that passes every call on to another
+/// store but the ones a [`Variant`] changes, to run the checks on a variant
+/// of a store.
+#[cfg(test)]
+pub(crate) mod forward {
+    use async_trait::async_trait;
+    use time::OffsetDateTime;
+
+    use crate::error::StoreError;
+    use crate::id::StoreKey;
+    use crate::record::{Change, Record, SaveOutcome};
+    use crate::store::SessionStore;
+
+    /// What a variant of `S` does differently: by default nothing.
+    #[async_trait]
+    pub(crate) trait Variant<S: SessionStore>: std::fmt::Debug + Send + Sync + 'static {
+        async fn cycle(
+            &self,
+            inner: &S,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
+            inner.cycle(from, to, change).await
+        }
+
+        async fn delete_expired(&self, inner: &S, now: OffsetDateTime) -> Result<u64, StoreError> {
+            inner.delete_expired(now).await
+        }
+    }
+
+    /// `inner` changed by `variant`, under another name.
+    #[derive(Debug)]
+    pub(crate) struct Forward<S, V> {
+        pub(crate) inner: S,
+        pub(crate) name: &'static str,
+        pub(crate) variant: V,
+    }
+
+    #[async_trait]
+    impl<S: SessionStore, V: Variant<S>> SessionStore for Forward<S, V> {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+            self.inner.load(key).await
+        }
+
+        async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+            self.inner.save(key, change).await
+        }
+
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+
+        async fn cycle(
+            &self,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
+            self.variant.cycle(&self.inner, from, to, change).await
+        }
+
+        async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+            self.variant.delete_expired(&self.inner, now).await
+        }
+
+        fn name(&self) -> &'static str {
+            self.name
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each check must catch the flaw it is about: a store that breaks one
@@ -1795,39 +1867,26 @@ mod tests {
 
     #[tokio::test]
     async fn native_expiry_accepts_a_store_that_leaves_expiry_to_its_backend() {
+        use super::forward::{Forward, Variant};
+
+        /// Leaves expiry to its backend: `delete_expired` removes nothing.
         #[derive(Debug)]
-        struct Native(Broken);
+        struct NoExpiry;
         #[async_trait]
-        impl SessionStore for Native {
-            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-                self.0.load(key).await
-            }
-            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
-                self.0.save(key, change).await
-            }
-            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-                self.0.delete(key).await
-            }
-            async fn cycle(
-                &self,
-                from: &StoreKey,
-                to: &StoreKey,
-                change: &Change,
-            ) -> Result<SaveOutcome, StoreError> {
-                self.0.cycle(from, to, change).await
-            }
-            async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
+        impl Variant<Broken> for NoExpiry {
+            async fn delete_expired(&self, _: &Broken, _: OffsetDateTime) -> Result<u64, StoreError> {
                 Ok(0)
             }
-            fn name(&self) -> &'static str {
-                "native"
-            }
         }
-        run_with(Options::new().native_expiry(true), || async {
-            Native(Broken::new(Flaw::None))
-        })
-        .await;
-        let strict = tokio::spawn(run(|| async { Native(Broken::new(Flaw::None)) })).await;
+        let native = || async {
+            Forward {
+                inner: Broken::new(Flaw::None),
+                name: "native",
+                variant: NoExpiry,
+            }
+        };
+        run_with(Options::new().native_expiry(true), native).await;
+        let strict = tokio::spawn(run(native)).await;
         assert!(strict.is_err_and(|e| e.is_panic()), "the strict run rejects it");
     }
 

@@ -1202,34 +1202,21 @@ mod tests {
     #[cfg(feature = "conformance")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cycle_across_slots_keeps_the_contract_but_atomicity() {
-        use crate::store::conformance;
+        use crate::store::conformance::{self, forward::Forward, forward::Variant};
 
+        /// Every cycle takes the two-step path of keys in different slots.
         #[derive(Debug)]
-        struct AcrossSlots(RedisStore);
+        struct AcrossSlots;
         #[async_trait]
-        impl SessionStore for AcrossSlots {
-            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-                self.0.load(key).await
-            }
-            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
-                self.0.save(key, change).await
-            }
-            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-                self.0.delete(key).await
-            }
+        impl Variant<RedisStore> for AcrossSlots {
             async fn cycle(
                 &self,
+                store: &RedisStore,
                 from: &StoreKey,
                 to: &StoreKey,
                 change: &Change,
             ) -> Result<SaveOutcome, StoreError> {
-                self.0.cycle_across_slots(from, to, change).await
-            }
-            async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-                self.0.delete_expired(now).await
-            }
-            fn name(&self) -> &'static str {
-                "redis-across-slots"
+                store.cycle_across_slots(from, to, change).await
             }
         }
 
@@ -1248,14 +1235,18 @@ mod tests {
             eprintln!("skipped: no Redis at {url}: {err}");
             return;
         }
-        let store = AcrossSlots(store);
+        let store = Forward {
+            inner: store,
+            name: "redis-across-slots",
+            variant: AcrossSlots,
+        };
         conformance::cycle_moves_record(&store).await;
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
 
         // Clean up: the records would expire in a few days anyway.
-        let mut conn = store.0.connection().expect("connection");
+        let mut conn = store.inner.connection().expect("connection");
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}:*"))
             .query_async(&mut conn)
