@@ -386,11 +386,7 @@ impl RedisStore {
         if answer == "PONG" {
             Ok(())
         } else {
-            Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer to PING",
-                answer,
-            ))))
+            Err(unexpected("unexpected answer to PING", answer))
         }
     }
 
@@ -464,11 +460,7 @@ impl RedisStore {
         match answer {
             1 => Ok(SaveOutcome::Saved),
             -1 => Err(StoreError::Conflict),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the save script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the save script", other)),
         }
     }
 }
@@ -706,11 +698,7 @@ impl SessionStore for RedisStore {
             1 => Ok(SaveOutcome::Saved),
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the save script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the save script", other)),
         }
     }
 
@@ -752,11 +740,7 @@ impl SessionStore for RedisStore {
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
             -2 => Err(StoreError::Corrupt("the Redis key does not hold a hash".into())),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the cycle script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the cycle script", other)),
         }
     }
 
@@ -798,6 +782,15 @@ fn change_args(
         .arg(EXPIRES)
         .arg(timestamp(change.expires));
     Ok(())
+}
+
+/// A backend error for an answer the server or a script never gives.
+fn unexpected(what: &'static str, answer: impl fmt::Display) -> StoreError {
+    StoreError::backend(RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        what,
+        answer.to_string(),
+    )))
 }
 
 /// The hash field of session key `name`.
