@@ -965,6 +965,17 @@ pub async fn values_round_trip(store: &dyn SessionStore) {
     c.eq("keys after removing odd keys", got, Some(want));
 }
 
+/// Creates `first` under a new key at `t` for a day and `second` under
+/// another a second later for two days; answers the keys and the records.
+async fn create_two(c: Check<'_>, t: OffsetDateTime, first: Data, second: Data) -> [(StoreKey, Record); 2] {
+    let (k1, k2) = (key(), key());
+    let first = create_at(first, t);
+    let second = create(second, t + Duration::seconds(1), t + Duration::days(2));
+    c.create(&k1, &first).await;
+    c.create(&k2, &second).await;
+    [(k1, first.to_record()), (k2, second.to_record())]
+}
+
 /// Records under different keys never see each other's data: creates,
 /// updates, touches and deletes of one leave the other alone.
 ///
@@ -980,21 +991,10 @@ pub async fn values_round_trip(store: &dyn SessionStore) {
 pub async fn keys_are_isolated(store: &dyn SessionStore) {
     let c = Check::new(store, "keys_are_isolated");
     let t = now();
-    let (a, b) = (key(), key());
-    let record_a = create(
-        data(&[("owner", json!("a")), ("shared_name", json!(1))]),
-        t,
-        t + Duration::days(1),
-    );
-    let record_b = create(
-        data(&[("owner", json!("b")), ("shared_name", json!(2))]),
-        t + Duration::seconds(1),
-        t + Duration::days(2),
-    );
-    c.create(&a, &record_a).await;
-    c.create(&b, &record_b).await;
-    let record_b = record_b.to_record();
-    c.holds("record a", &a, &record_a.to_record()).await;
+    let owner_a = data(&[("owner", json!("a")), ("shared_name", json!(1))]);
+    let owner_b = data(&[("owner", json!("b")), ("shared_name", json!(2))]);
+    let [(a, record_a), (b, record_b)] = create_two(c, t, owner_a, owner_b).await;
+    c.holds("record a", &a, &record_a).await;
     c.holds("record b", &b, &record_b).await;
 
     let change = update(
@@ -1157,15 +1157,9 @@ pub async fn cycle_missing_is_missing(store: &dyn SessionStore) {
 pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
     let c = Check::new(store, "cycle_onto_existing_conflicts");
     let t = now();
-    let (from, to) = (key(), key());
-    let first = create_at(data(&[("owner", json!("from"))]), t);
-    let second = create(
-        data(&[("owner", json!("to")), ("other", json!(2))]),
-        t + Duration::seconds(1),
-        t + Duration::days(2),
-    );
-    c.create(&from, &first).await;
-    c.create(&to, &second).await;
+    let owner_from = data(&[("owner", json!("from"))]);
+    let owner_to = data(&[("owner", json!("to")), ("other", json!(2))]);
+    let [(from, first), (to, second)] = create_two(c, t, owner_from, owner_to).await;
     let change = update(
         data(&[("owner", json!("moved"))]),
         &["other"],
@@ -1176,9 +1170,9 @@ pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
     let what = "a cycle onto a key that holds a record";
     c.conflict(what, store.cycle(&from, &to, &change).await);
     let what = "record under the old key after a conflicting cycle (must be unchanged)";
-    c.holds(what, &from, &first.to_record()).await;
+    c.holds(what, &from, &first).await;
     let what = "record under the new key after a conflicting cycle (must be unchanged)";
-    c.holds(what, &to, &second.to_record()).await;
+    c.holds(what, &to, &second).await;
 }
 
 /// How many rounds the cycle race checks run.
