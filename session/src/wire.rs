@@ -248,19 +248,22 @@ mod tests {
         assert_ne!(tag, fingerprint("0123456789abcdeg"));
     }
 
+    /// Finishes `headers` with the default config at the epoch.
+    fn finish(headers: &mut HeaderMap, action: CookieAction) {
+        finish_headers(headers, &Config::default(), action, OffsetDateTime::UNIX_EPOCH);
+    }
+
     fn cache_control(existing: &[&str]) -> String {
         let mut headers = HeaderMap::new();
         for value in existing {
             headers.append(CACHE_CONTROL, HeaderValue::from_str(value).expect("ascii"));
         }
-        finish_headers(
+        finish(
             &mut headers,
-            &Config::default(),
             CookieAction::Set {
                 value: "v".into(),
                 expiry: CookieExpiry::BrowserSession,
             },
-            OffsetDateTime::UNIX_EPOCH,
         );
         assert_eq!(headers.get_all(VARY).iter().count(), 1);
         let values: Vec<_> = headers
@@ -290,21 +293,11 @@ mod tests {
     fn vary_cookie_is_added_once_even_without_a_cookie_change() {
         let mut headers = HeaderMap::new();
         headers.insert(VARY, HeaderValue::from_static("Accept-Encoding, cookie"));
-        finish_headers(
-            &mut headers,
-            &Config::default(),
-            CookieAction::Keep,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        finish(&mut headers, CookieAction::Keep);
         assert_eq!(headers.get_all(VARY).iter().count(), 1);
         assert!(headers.get(CACHE_CONTROL).is_none());
         let mut headers = HeaderMap::new();
-        finish_headers(
-            &mut headers,
-            &Config::default(),
-            CookieAction::Keep,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        finish(&mut headers, CookieAction::Keep);
         assert_eq!(headers[VARY], "Cookie");
         assert!(headers.get(SET_COOKIE).is_none());
     }
@@ -312,12 +305,7 @@ mod tests {
     #[test]
     fn removal_expires_the_cookie_with_the_same_attributes() {
         let mut headers = HeaderMap::new();
-        finish_headers(
-            &mut headers,
-            &Config::default(),
-            CookieAction::Remove,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        finish(&mut headers, CookieAction::Remove);
         let set = headers[SET_COOKIE].to_str().unwrap();
         assert!(set.starts_with("carafe.sid=;"), "{set}");
         assert!(

@@ -63,8 +63,30 @@ pub(crate) struct State {
 impl State {
     /// A new, empty session with a new id.
     pub(crate) fn fresh(origin: Origin, now: OffsetDateTime) -> Self {
+        State::empty(SessionId::generate(), origin, now)
+    }
+
+    /// The session loaded from `record`.
+    pub(crate) fn loaded(id: SessionId, old_key: bool, record: Record, now: OffsetDateTime) -> Self {
+        let origin = Origin::Valid {
+            id: id.clone(),
+            old_key,
+        };
         State {
-            id: SessionId::generate(),
+            stored: Some(id.clone()),
+            tracked: Tracked::new(record.data),
+            created: record.created,
+            last_accessed: Some(record.accessed),
+            stored_accessed: Some(record.accessed),
+            ..State::empty(id, origin, now)
+        }
+    }
+
+    /// An empty session under `id` that nothing has happened to yet, with
+    /// no record.
+    fn empty(id: SessionId, origin: Origin, now: OffsetDateTime) -> Self {
+        State {
+            id,
             origin,
             stored: None,
             tracked: Tracked::default(),
@@ -72,31 +94,6 @@ impl State {
             accessed: now,
             last_accessed: None,
             stored_accessed: None,
-            ended: Vec::new(),
-            deleted: false,
-            epoch: 0,
-            save_requested: false,
-            touch_requested: false,
-            expiry_changed: false,
-            wrote: false,
-            client_value: None,
-        }
-    }
-
-    /// The session loaded from `record`.
-    pub(crate) fn loaded(id: SessionId, old_key: bool, record: Record, now: OffsetDateTime) -> Self {
-        State {
-            origin: Origin::Valid {
-                id: id.clone(),
-                old_key,
-            },
-            stored: Some(id.clone()),
-            id,
-            tracked: Tracked::new(record.data),
-            created: record.created,
-            accessed: now,
-            last_accessed: Some(record.accessed),
-            stored_accessed: Some(record.accessed),
             ended: Vec::new(),
             deleted: false,
             epoch: 0,

@@ -198,37 +198,101 @@ fn key() -> StoreKey {
     SessionId::generate().store_key()
 }
 
-#[track_caller]
-fn fail(store: &dyn SessionStore, check: &str, message: std::fmt::Arguments<'_>) -> ! {
-    panic!(
-        "session store {:?} (name {:?}) fails conformance check `{check}`: {message}",
-        store,
-        store.name()
-    )
+/// One check run on one store: each method asserts one thing and panics,
+/// naming the store and the check, when it does not hold.
+#[derive(Clone, Copy)]
+struct Check<'a> {
+    store: &'a dyn SessionStore,
+    name: &'static str,
 }
 
-#[track_caller]
-fn ok<T>(store: &dyn SessionStore, check: &str, what: &str, result: Result<T, StoreError>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(err) => fail(store, check, format_args!("{what} failed: {err}")),
+impl<'a> Check<'a> {
+    fn new(store: &'a dyn SessionStore, name: &'static str) -> Self {
+        Check { store, name }
     }
-}
 
-#[track_caller]
-fn ensure_eq<T: PartialEq + std::fmt::Debug>(
-    store: &dyn SessionStore,
-    check: &str,
-    what: &str,
-    got: T,
-    want: T,
-) {
-    if got != want {
-        fail(
-            store,
-            check,
-            format_args!("{what}\n   got: {got:?}\n  want: {want:?}"),
-        );
+    #[track_caller]
+    fn fail(self, message: std::fmt::Arguments<'_>) -> ! {
+        panic!(
+            "session store {:?} (name {:?}) fails conformance check `{}`: {message}",
+            self.store,
+            self.store.name(),
+            self.name
+        )
+    }
+
+    /// The value of a call that must succeed.
+    #[track_caller]
+    fn ok<T>(self, what: &str, result: Result<T, StoreError>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(err) => self.fail(format_args!("{what} failed: {err}")),
+        }
+    }
+
+    #[track_caller]
+    fn eq<T: PartialEq + std::fmt::Debug>(self, what: &str, got: T, want: T) {
+        if got != want {
+            self.fail(format_args!("{what}\n   got: {got:?}\n  want: {want:?}"));
+        }
+    }
+
+    /// A save or a cycle answered [`SaveOutcome::Saved`].
+    #[track_caller]
+    fn saved(self, what: &str, got: SaveOutcome) {
+        self.eq(what, got, SaveOutcome::Saved);
+    }
+
+    /// A save or a cycle answered [`SaveOutcome::Missing`].
+    #[track_caller]
+    fn missing(self, what: &str, got: SaveOutcome) {
+        self.eq(what, got, SaveOutcome::Missing);
+    }
+
+    /// A call that must answer [`StoreError::Conflict`]; `what` says what
+    /// was asked.
+    #[track_caller]
+    fn conflict<T: std::fmt::Debug>(self, what: &str, result: Result<T, StoreError>) {
+        match result {
+            Err(StoreError::Conflict) => {}
+            other => self.fail(format_args!("{what} answered {other:?}, want Err(Conflict)")),
+        }
+    }
+
+    async fn load(self, key: &StoreKey) -> Option<Record> {
+        self.ok("load", self.store.load(key).await)
+    }
+
+    /// `key` loads `None`.
+    async fn absent(self, what: &str, key: &StoreKey) {
+        self.eq(what, self.load(key).await, None);
+    }
+
+    /// `key` loads `want`.
+    async fn holds(self, what: &str, key: &StoreKey, want: &Record) {
+        self.eq(what, self.load(key).await.as_ref(), Some(want));
+    }
+
+    async fn save(self, what: &str, key: &StoreKey, change: &Change) -> SaveOutcome {
+        self.ok(what, self.store.save(key, change).await)
+    }
+
+    /// Saves a create and checks that it answered `Saved`.
+    async fn create(self, key: &StoreKey, change: &Change) {
+        let outcome = self.save("create", key, change).await;
+        self.saved("outcome of a create", outcome);
+    }
+
+    async fn cycle(self, what: &str, from: &StoreKey, to: &StoreKey, change: &Change) -> SaveOutcome {
+        self.ok(what, self.store.cycle(from, to, change).await)
+    }
+
+    async fn delete(self, what: &str, key: &StoreKey) {
+        self.ok(what, self.store.delete(key).await);
+    }
+
+    async fn delete_expired(self, what: &str, now: OffsetDateTime) -> u64 {
+        self.ok(what, self.store.delete_expired(now).await)
     }
 }
 
@@ -264,14 +328,14 @@ fn update(
     }
 }
 
-/// Saves a create and checks that it answered `Saved`.
-async fn must_create(store: &dyn SessionStore, check: &str, key: &StoreKey, change: &Change) {
-    let outcome = ok(store, check, "create", store.save(key, change).await);
-    ensure_eq(store, check, "outcome of a create", outcome, SaveOutcome::Saved);
+/// A create at `t` that expires a day later.
+fn create_at(set: Data, t: OffsetDateTime) -> Change {
+    create(set, t, t + Duration::days(1))
 }
 
-async fn must_load(store: &dyn SessionStore, check: &str, key: &StoreKey) -> Option<Record> {
-    ok(store, check, "load", store.load(key).await)
+/// An update that sets and removes nothing.
+fn touch(created: OffsetDateTime, accessed: OffsetDateTime, expires: OffsetDateTime) -> Change {
+    update(Data::new(), &[], created, accessed, expires)
 }
 
 /// Polls all futures concurrently on the current task, so that their awaits
@@ -320,11 +384,9 @@ async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a
 pub async fn name_is_set(store: &dyn SessionStore) {
     let name = store.name();
     if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        fail(
-            store,
-            "name_is_set",
-            format_args!("name {name:?} should be 1 to 32 printable ASCII characters"),
-        );
+        Check::new(store, "name_is_set").fail(format_args!(
+            "name {name:?} should be 1 to 32 printable ASCII characters"
+        ));
     }
 }
 
@@ -340,9 +402,8 @@ pub async fn name_is_set(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn load_unknown_is_none(store: &dyn SessionStore) {
-    const CHECK: &str = "load_unknown_is_none";
-    let loaded = must_load(store, CHECK, &key()).await;
-    ensure_eq(store, CHECK, "load of a key never saved", loaded, None);
+    let c = Check::new(store, "load_unknown_is_none");
+    c.absent("load of a key never saved", &key()).await;
 }
 
 /// A create followed by a load gives back the record, data and timestamps
@@ -358,7 +419,7 @@ pub async fn load_unknown_is_none(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn create_then_load(store: &dyn SessionStore) {
-    const CHECK: &str = "create_then_load";
+    let c = Check::new(store, "create_then_load");
     let t = now();
     let k = key();
     let change = Change {
@@ -369,27 +430,15 @@ pub async fn create_then_load(store: &dyn SessionStore) {
         accessed: t,
         expires: t + Duration::days(1),
     };
-    must_create(store, CHECK, &k, &change).await;
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "record loaded after a create",
-        loaded,
-        Some(change.to_record()),
-    );
+    c.create(&k, &change).await;
+    c.holds("record loaded after a create", &k, &change.to_record())
+        .await;
 
     let empty = key();
-    let change = create(Data::new(), t, t + Duration::days(1));
-    must_create(store, CHECK, &empty, &change).await;
-    let loaded = must_load(store, CHECK, &empty).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "empty record loaded after a create",
-        loaded,
-        Some(change.to_record()),
-    );
+    let change = create_at(Data::new(), t);
+    c.create(&empty, &change).await;
+    c.holds("empty record loaded after a create", &empty, &change.to_record())
+        .await;
 }
 
 /// A create over an existing record answers [`StoreError::Conflict`] and
@@ -405,33 +454,20 @@ pub async fn create_then_load(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn create_over_existing_conflicts(store: &dyn SessionStore) {
-    const CHECK: &str = "create_over_existing_conflicts";
+    let c = Check::new(store, "create_over_existing_conflicts");
     let t = now();
     let k = key();
-    let first = create(data(&[("owner", json!("first"))]), t, t + Duration::days(1));
-    must_create(store, CHECK, &k, &first).await;
+    let first = create_at(data(&[("owner", json!("first"))]), t);
+    c.create(&k, &first).await;
 
     let second = create(
         data(&[("owner", json!("second")), ("extra", json!(true))]),
         t + Duration::seconds(5),
         t + Duration::days(2),
     );
-    match store.save(&k, &second).await {
-        Err(StoreError::Conflict) => {}
-        other => fail(
-            store,
-            CHECK,
-            format_args!("a create over an existing record answered {other:?}, want Err(Conflict)"),
-        ),
-    }
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "record after a conflicting create (must be unchanged)",
-        loaded,
-        Some(first.to_record()),
-    );
+    c.conflict("a create over an existing record", store.save(&k, &second).await);
+    let what = "record after a conflicting create (must be unchanged)";
+    c.holds(what, &k, &first.to_record()).await;
 }
 
 /// An update writes the keys in `set`, removes the keys in `removed`, leaves
@@ -448,7 +484,7 @@ pub async fn create_over_existing_conflicts(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn update_merges(store: &dyn SessionStore) {
-    const CHECK: &str = "update_merges";
+    let c = Check::new(store, "update_merges");
     let t = now();
     let k = key();
     let initial = create(
@@ -461,7 +497,7 @@ pub async fn update_merges(store: &dyn SessionStore) {
         t,
         t + Duration::days(1),
     );
-    must_create(store, CHECK, &k, &initial).await;
+    c.create(&k, &initial).await;
 
     let change = update(
         data(&[("overwrite", json!(2)), ("new", json!("fresh"))]),
@@ -470,8 +506,8 @@ pub async fn update_merges(store: &dyn SessionStore) {
         t + Duration::minutes(3),
         t + Duration::days(3),
     );
-    let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
-    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
+    let outcome = c.save("update", &k, &change).await;
+    c.saved("outcome of an update", outcome);
 
     let want = Record {
         data: data(&[
@@ -484,8 +520,7 @@ pub async fn update_merges(store: &dyn SessionStore) {
         accessed: t + Duration::minutes(3),
         expires: t + Duration::days(3),
     };
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(store, CHECK, "record after a merging update", loaded, Some(want));
+    c.holds("record after a merging update", &k, &want).await;
 }
 
 /// An update of a record that does not exist answers
@@ -501,30 +536,18 @@ pub async fn update_merges(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn update_missing_is_not_resurrected(store: &dyn SessionStore) {
-    const CHECK: &str = "update_missing_is_not_resurrected";
+    let c = Check::new(store, "update_missing_is_not_resurrected");
     let t = now();
     let k = key();
     for change in [
         update(data(&[("a", json!(1))]), &[], t, t, t + Duration::days(1)),
         update(Data::new(), &["a"], t, t, t + Duration::days(1)),
-        update(Data::new(), &[], t, t, t + Duration::days(1)),
+        touch(t, t, t + Duration::days(1)),
     ] {
-        let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
-        ensure_eq(
-            store,
-            CHECK,
-            "outcome of an update of a record never created",
-            outcome,
-            SaveOutcome::Missing,
-        );
-        let loaded = must_load(store, CHECK, &k).await;
-        ensure_eq(
-            store,
-            CHECK,
-            "load after an update of a record never created",
-            loaded,
-            None,
-        );
+        let outcome = c.save("update", &k, &change).await;
+        c.missing("outcome of an update of a record never created", outcome);
+        c.absent("load after an update of a record never created", &k)
+            .await;
     }
 }
 
@@ -541,17 +564,12 @@ pub async fn update_missing_is_not_resurrected(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn update_after_delete_is_missing(store: &dyn SessionStore) {
-    const CHECK: &str = "update_after_delete_is_missing";
+    let c = Check::new(store, "update_after_delete_is_missing");
     let t = now();
     let k = key();
-    must_create(
-        store,
-        CHECK,
-        &k,
-        &create(data(&[("user", json!("ada"))]), t, t + Duration::days(1)),
-    )
-    .await;
-    ok(store, CHECK, "delete", store.delete(&k).await);
+    let record = create_at(data(&[("user", json!("ada"))]), t);
+    c.create(&k, &record).await;
+    c.delete("delete", &k).await;
 
     let change = update(
         data(&[("user", json!("mallory"))]),
@@ -560,31 +578,12 @@ pub async fn update_after_delete_is_missing(store: &dyn SessionStore) {
         t + Duration::minutes(1),
         t + Duration::days(1),
     );
-    let outcome = ok(store, CHECK, "update", store.save(&k, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of an update after a delete",
-        outcome,
-        SaveOutcome::Missing,
-    );
-    let touch = update(
-        Data::new(),
-        &[],
-        t,
-        t + Duration::minutes(2),
-        t + Duration::days(1),
-    );
-    let outcome = ok(store, CHECK, "touch", store.save(&k, &touch).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of a touch after a delete",
-        outcome,
-        SaveOutcome::Missing,
-    );
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(store, CHECK, "load after delete then update", loaded, None);
+    let outcome = c.save("update", &k, &change).await;
+    c.missing("outcome of an update after a delete", outcome);
+    let touch = touch(t, t + Duration::minutes(2), t + Duration::days(1));
+    let outcome = c.save("touch", &k, &touch).await;
+    c.missing("outcome of a touch after a delete", outcome);
+    c.absent("load after delete then update", &k).await;
 }
 
 /// A delete removes the record; deleting a missing record succeeds.
@@ -599,43 +598,20 @@ pub async fn update_after_delete_is_missing(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn delete_removes(store: &dyn SessionStore) {
-    const CHECK: &str = "delete_removes";
+    let c = Check::new(store, "delete_removes");
     let t = now();
     let k = key();
-    must_create(
-        store,
-        CHECK,
-        &k,
-        &create(data(&[("a", json!(1))]), t, t + Duration::days(1)),
-    )
-    .await;
-    ok(store, CHECK, "delete", store.delete(&k).await);
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(store, CHECK, "load after a delete", loaded, None);
-    ok(
-        store,
-        CHECK,
-        "second delete of the same key",
-        store.delete(&k).await,
-    );
-    ok(
-        store,
-        CHECK,
-        "delete of a key never saved",
-        store.delete(&key()).await,
-    );
+    c.create(&k, &create_at(data(&[("a", json!(1))]), t)).await;
+    c.delete("delete", &k).await;
+    c.absent("load after a delete", &k).await;
+    c.delete("second delete of the same key", &k).await;
+    c.delete("delete of a key never saved", &key()).await;
 
     // The key can be used again after a delete.
-    let again = create(data(&[("b", json!(2))]), t, t + Duration::days(1));
-    must_create(store, CHECK, &k, &again).await;
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "load after a create on a deleted key",
-        loaded,
-        Some(again.to_record()),
-    );
+    let again = create_at(data(&[("b", json!(2))]), t);
+    c.create(&k, &again).await;
+    c.holds("load after a create on a deleted key", &k, &again.to_record())
+        .await;
 }
 
 /// A touch (an update with nothing set or removed) replaces `accessed` and
@@ -651,7 +627,7 @@ pub async fn delete_removes(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn touch_changes_only_timestamps(store: &dyn SessionStore) {
-    const CHECK: &str = "touch_changes_only_timestamps";
+    let c = Check::new(store, "touch_changes_only_timestamps");
     let t = now();
     let k = key();
     let initial = create(
@@ -659,56 +635,68 @@ pub async fn touch_changes_only_timestamps(store: &dyn SessionStore) {
         t,
         t + Duration::days(1),
     );
-    must_create(store, CHECK, &k, &initial).await;
-    let touch = update(
-        Data::new(),
-        &[],
+    c.create(&k, &initial).await;
+    let touch = touch(
         t + Duration::seconds(30),
         t + Duration::minutes(10),
         t + Duration::days(2),
     );
-    let outcome = ok(store, CHECK, "touch", store.save(&k, &touch).await);
-    ensure_eq(store, CHECK, "outcome of a touch", outcome, SaveOutcome::Saved);
+    let outcome = c.save("touch", &k, &touch).await;
+    c.saved("outcome of a touch", outcome);
     let want = Record {
         accessed: t + Duration::minutes(10),
         expires: t + Duration::days(2),
         ..initial.to_record()
     };
-    let loaded = must_load(store, CHECK, &k).await;
-    ensure_eq(store, CHECK, "record after a touch", loaded, Some(want));
+    c.holds("record after a touch", &k, &want).await;
 }
 
-/// Creates records around `now` (the boundary included) for the expiry
-/// checks: returns the expired keys and the live keys with their records.
-async fn expiry_fixture(
-    store: &dyn SessionStore,
-    check: &str,
-    now: OffsetDateTime,
-) -> (Vec<StoreKey>, Vec<(StoreKey, Record)>) {
-    let created = now - Duration::days(1);
-    let mut expired = Vec::new();
-    let mut live = Vec::new();
-    for (offset, is_expired) in [
-        (Duration::hours(-1), true),
-        (Duration::seconds(-1), true),
-        (Duration::ZERO, true),
-        (Duration::seconds(1), false),
-        (Duration::days(1), false),
-    ] {
-        let k = key();
-        let change = create(
-            data(&[("offset", json!(offset.whole_seconds()))]),
-            created,
-            now + offset,
-        );
-        must_create(store, check, &k, &change).await;
-        if is_expired {
-            expired.push(k);
-        } else {
-            live.push((k, change.to_record()));
+/// Records around a cutoff for the expiry checks.
+struct ExpiryFixture {
+    /// Keys whose records expire at or before the cutoff.
+    expired: Vec<StoreKey>,
+    /// Keys whose records expire after it, with those records.
+    live: Vec<(StoreKey, Record)>,
+}
+
+impl ExpiryFixture {
+    /// Creates records around `now` (the boundary included).
+    async fn around(c: Check<'_>, now: OffsetDateTime) -> Self {
+        let created = now - Duration::days(1);
+        let mut fixture = ExpiryFixture {
+            expired: Vec::new(),
+            live: Vec::new(),
+        };
+        for (offset, is_expired) in [
+            (Duration::hours(-1), true),
+            (Duration::seconds(-1), true),
+            (Duration::ZERO, true),
+            (Duration::seconds(1), false),
+            (Duration::days(1), false),
+        ] {
+            let k = key();
+            let change = create(
+                data(&[("offset", json!(offset.whole_seconds()))]),
+                created,
+                now + offset,
+            );
+            c.create(&k, &change).await;
+            if is_expired {
+                fixture.expired.push(k);
+            } else {
+                fixture.live.push((k, change.to_record()));
+            }
+        }
+        fixture
+    }
+
+    /// Every record that has not expired is as it was created.
+    async fn live_unchanged(&self, c: Check<'_>) {
+        for (k, record) in &self.live {
+            let what = "a record with expires > now after delete_expired (must be unchanged)";
+            c.holds(what, k, record).await;
         }
     }
-    (expired, live)
 }
 
 /// [`delete_expired(now)`](SessionStore::delete_expired) removes exactly the
@@ -725,52 +713,25 @@ async fn expiry_fixture(
 ///
 /// When the rule is broken.
 pub async fn delete_expired_exact(store: &dyn SessionStore) {
-    const CHECK: &str = "delete_expired_exact";
+    let c = Check::new(store, "delete_expired_exact");
     // Far enough ahead that every record is alive by the wall clock.
     let cutoff = now() + Duration::days(2);
-    let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
+    let fixture = ExpiryFixture::around(c, cutoff).await;
 
-    let removed = ok(store, CHECK, "delete_expired", store.delete_expired(cutoff).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "count returned by delete_expired",
-        removed,
-        expired.len() as u64,
-    );
-    for k in &expired {
-        let loaded = must_load(store, CHECK, k).await;
+    let removed = c.delete_expired("delete_expired", cutoff).await;
+    let expired = fixture.expired.len() as u64;
+    c.eq("count returned by delete_expired", removed, expired);
+    for k in &fixture.expired {
+        let loaded = c.load(k).await;
         if loaded.is_some() {
-            fail(
-                store,
-                CHECK,
-                format_args!("a record with expires <= now survived delete_expired: {loaded:?}"),
-            );
+            c.fail(format_args!(
+                "a record with expires <= now survived delete_expired: {loaded:?}"
+            ));
         }
     }
-    for (k, record) in &live {
-        let loaded = must_load(store, CHECK, k).await;
-        ensure_eq(
-            store,
-            CHECK,
-            "a record with expires > now after delete_expired (must be unchanged)",
-            loaded,
-            Some(record.clone()),
-        );
-    }
-    let again = ok(
-        store,
-        CHECK,
-        "second delete_expired",
-        store.delete_expired(cutoff).await,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "count returned by a second delete_expired",
-        again,
-        0,
-    );
+    fixture.live_unchanged(c).await;
+    let again = c.delete_expired("second delete_expired", cutoff).await;
+    c.eq("count returned by a second delete_expired", again, 0);
 }
 
 /// The rule for stores that expire records natively (see
@@ -788,46 +749,32 @@ pub async fn delete_expired_exact(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn delete_expired_native(store: &dyn SessionStore) {
-    const CHECK: &str = "delete_expired_native";
+    let c = Check::new(store, "delete_expired_native");
     let cutoff = now() + Duration::days(2);
-    let (expired, live) = expiry_fixture(store, CHECK, cutoff).await;
+    let fixture = ExpiryFixture::around(c, cutoff).await;
 
-    let removed = ok(store, CHECK, "delete_expired", store.delete_expired(cutoff).await);
+    let removed = c.delete_expired("delete_expired", cutoff).await;
     let mut gone = 0u64;
-    for k in &expired {
-        if must_load(store, CHECK, k).await.is_none() {
+    for k in &fixture.expired {
+        if c.load(k).await.is_none() {
             gone += 1;
         }
     }
-    ensure_eq(
-        store,
-        CHECK,
-        "count returned by delete_expired vs. expired records actually removed",
-        removed,
-        gone,
-    );
-    for (k, record) in &live {
-        let loaded = must_load(store, CHECK, k).await;
-        ensure_eq(
-            store,
-            CHECK,
-            "a record with expires > now after delete_expired (must be unchanged)",
-            loaded,
-            Some(record.clone()),
-        );
-    }
+    let what = "count returned by delete_expired vs. expired records actually removed";
+    c.eq(what, removed, gone);
+    fixture.live_unchanged(c).await;
 }
 
 /// Runs the overlapping-update check; `removing` of the updates also remove
 /// a key of their own.
-async fn overlapping(store: &dyn SessionStore, check: &str, removing: usize) {
+async fn overlapping(c: Check<'_>, removing: usize) {
     let t = now();
     let k = key();
     let mut initial = data(&[("untouched", json!("still here"))]);
     for i in 0..removing {
         initial.insert(format!("remove-{i}"), json!(i));
     }
-    must_create(store, check, &k, &create(initial, t, t + Duration::days(1))).await;
+    c.create(&k, &create_at(initial, t)).await;
 
     let changes: Vec<Change> = (0..OVERLAPPING)
         .map(|i| {
@@ -852,50 +799,32 @@ async fn overlapping(store: &dyn SessionStore, check: &str, removing: usize) {
         .iter()
         .map(|change| {
             let k = &k;
-            Box::pin(async move { store.save(k, change).await })
+            Box::pin(async move { c.store.save(k, change).await })
                 as Pin<Box<dyn Future<Output = _> + Send + '_>>
         })
         .collect();
     for (i, result) in join_all(futures).await.into_iter().enumerate() {
-        let outcome = ok(store, check, &format!("overlapping update {i}"), result);
-        ensure_eq(
-            store,
-            check,
-            "outcome of an overlapping update",
-            outcome,
-            SaveOutcome::Saved,
-        );
+        let outcome = c.ok(&format!("overlapping update {i}"), result);
+        c.saved("outcome of an overlapping update", outcome);
     }
 
-    let Some(record) = must_load(store, check, &k).await else {
-        fail(
-            store,
-            check,
-            format_args!("the record vanished after overlapping updates"),
-        );
+    let Some(record) = c.load(&k).await else {
+        c.fail(format_args!("the record vanished after overlapping updates"));
     };
+    let get = |name: &str| record.data.get(name);
     let missing: Vec<String> = (0..OVERLAPPING)
         .map(|i| format!("key-{i}"))
-        .filter(|name| record.data.get(name).is_none())
+        .filter(|name| get(name).is_none())
         .collect();
     if !missing.is_empty() {
-        fail(
-            store,
-            check,
-            format_args!(
-                "{} of {OVERLAPPING} overlapping updates lost their key (lost: {missing:?})",
-                missing.len()
-            ),
-        );
+        c.fail(format_args!(
+            "{} of {OVERLAPPING} overlapping updates lost their key (lost: {missing:?})",
+            missing.len()
+        ));
     }
     for i in 0..OVERLAPPING {
-        ensure_eq(
-            store,
-            check,
-            &format!("value of key-{i} after overlapping updates"),
-            record.data.get(&format!("key-{i}")),
-            Some(&json!(i)),
-        );
+        let what = format!("value of key-{i} after overlapping updates");
+        c.eq(&what, get(&format!("key-{i}")), Some(&json!(i)));
     }
     let resurrected: Vec<&String> = record
         .data
@@ -903,33 +832,15 @@ async fn overlapping(store: &dyn SessionStore, check: &str, removing: usize) {
         .filter(|name| name.starts_with("remove-"))
         .collect();
     if !resurrected.is_empty() {
-        fail(
-            store,
-            check,
-            format_args!("keys removed by overlapping updates are back: {resurrected:?}"),
-        );
+        c.fail(format_args!(
+            "keys removed by overlapping updates are back: {resurrected:?}"
+        ));
     }
-    ensure_eq(
-        store,
-        check,
-        "a key no update touched",
-        record.data.get("untouched"),
-        Some(&json!("still here")),
-    );
-    ensure_eq(
-        store,
-        check,
-        "number of keys after overlapping updates",
-        record.data.len(),
-        OVERLAPPING + 1,
-    );
-    ensure_eq(
-        store,
-        check,
-        "created after overlapping updates",
-        record.created,
-        t,
-    );
+    let still_here = json!("still here");
+    c.eq("a key no update touched", get("untouched"), Some(&still_here));
+    let keys = record.data.len();
+    c.eq("number of keys after overlapping updates", keys, OVERLAPPING + 1);
+    c.eq("created after overlapping updates", record.created, t);
 }
 
 /// 50 overlapping updates of one session, each setting its own key, keep all
@@ -948,7 +859,7 @@ async fn overlapping(store: &dyn SessionStore, check: &str, removing: usize) {
 ///
 /// When the rule is broken.
 pub async fn overlapping_updates_keep_all_keys(store: &dyn SessionStore) {
-    overlapping(store, "overlapping_updates_keep_all_keys", 0).await;
+    overlapping(Check::new(store, "overlapping_updates_keep_all_keys"), 0).await;
 }
 
 /// 50 overlapping updates of one session, each setting its own key and half
@@ -965,7 +876,24 @@ pub async fn overlapping_updates_keep_all_keys(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn overlapping_updates_and_removals(store: &dyn SessionStore) {
-    overlapping(store, "overlapping_updates_and_removals", OVERLAPPING / 2).await;
+    let c = Check::new(store, "overlapping_updates_and_removals");
+    overlapping(c, OVERLAPPING / 2).await;
+}
+
+/// Fails unless `key` holds exactly `values`, naming the keys that differ;
+/// `after` says what wrote them.
+async fn round_trips(c: Check<'_>, after: &str, key: &StoreKey, values: &Data) {
+    let loaded = c.load(key).await;
+    if loaded.as_ref().map(|r| &r.data) != Some(values) {
+        let diff: Vec<&String> = values
+            .iter()
+            .filter(|(name, value)| loaded.as_ref().and_then(|r| r.data.get(*name)) != Some(*value))
+            .map(|(name, _)| name)
+            .collect();
+        c.fail(format_args!(
+            "after {after} these keys did not round-trip: {diff:?}"
+        ));
+    }
 }
 
 /// Values and keys of every kind survive a round trip through create and
@@ -982,7 +910,7 @@ pub async fn overlapping_updates_and_removals(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn values_round_trip(store: &dyn SessionStore) {
-    const CHECK: &str = "values_round_trip";
+    let c = Check::new(store, "values_round_trip");
     let t = now();
     let big = "x".repeat(64 * 1024);
     let values = data(&[
@@ -1012,68 +940,40 @@ pub async fn values_round_trip(store: &dyn SessionStore) {
         ("big", json!(big)),
     ]);
     let k = key();
-    let change = create(values.clone(), t, t + Duration::days(1));
-    must_create(store, CHECK, &k, &change).await;
-    let loaded = must_load(store, CHECK, &k).await;
-    if loaded.as_ref().map(|r| &r.data) != Some(&values) {
-        let diff: Vec<&String> = values
-            .iter()
-            .filter(|(name, value)| loaded.as_ref().and_then(|r| r.data.get(*name)) != Some(*value))
-            .map(|(name, _)| name)
-            .collect();
-        fail(
-            store,
-            CHECK,
-            format_args!("after a create these keys did not round-trip: {diff:?}"),
-        );
-    }
+    c.create(&k, &create_at(values.clone(), t)).await;
+    round_trips(c, "a create", &k, &values).await;
 
     // The same values written by an update into another record.
     let k2 = key();
-    must_create(store, CHECK, &k2, &create(Data::new(), t, t + Duration::days(1))).await;
+    c.create(&k2, &create_at(Data::new(), t)).await;
     let change = update(values.clone(), &[], t, t, t + Duration::days(1));
-    let outcome = ok(store, CHECK, "update", store.save(&k2, &change).await);
-    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
-    let loaded = must_load(store, CHECK, &k2).await;
-    if loaded.as_ref().map(|r| &r.data) != Some(&values) {
-        let diff: Vec<&String> = values
-            .iter()
-            .filter(|(name, value)| loaded.as_ref().and_then(|r| r.data.get(*name)) != Some(*value))
-            .map(|(name, _)| name)
-            .collect();
-        fail(
-            store,
-            CHECK,
-            format_args!("after an update these keys did not round-trip: {diff:?}"),
-        );
-    }
+    let outcome = c.save("update", &k2, &change).await;
+    c.saved("outcome of an update", outcome);
+    round_trips(c, "an update", &k2, &values).await;
 
     // Removing odd keys works too.
-    let change = update(
-        Data::new(),
-        &["", "../x", "a.b", "ü"],
-        t,
-        t,
-        t + Duration::days(1),
-    );
-    ok(
-        store,
-        CHECK,
-        "update removing odd keys",
-        store.save(&k2, &change).await,
-    );
-    let loaded = must_load(store, CHECK, &k2).await;
+    let odd = ["", "../x", "a.b", "ü"];
+    let change = update(Data::new(), &odd, t, t, t + Duration::days(1));
+    c.save("update removing odd keys", &k2, &change).await;
+    let loaded = c.load(&k2).await;
     let mut want = values;
-    for name in ["", "../x", "a.b", "ü"] {
+    for name in odd {
         want.remove(name);
     }
-    ensure_eq(
-        store,
-        CHECK,
-        "keys after removing odd keys",
-        loaded.map(|r| r.data.keys().cloned().collect::<Vec<_>>()),
-        Some(want.keys().cloned().collect()),
-    );
+    let got = loaded.map(|r| r.data.keys().cloned().collect::<Vec<_>>());
+    let want = want.keys().cloned().collect();
+    c.eq("keys after removing odd keys", got, Some(want));
+}
+
+/// Creates `first` under a new key at `t` for a day and `second` under
+/// another a second later for two days; answers the keys and the records.
+async fn create_two(c: Check<'_>, t: OffsetDateTime, first: Data, second: Data) -> [(StoreKey, Record); 2] {
+    let (k1, k2) = (key(), key());
+    let first = create_at(first, t);
+    let second = create(second, t + Duration::seconds(1), t + Duration::days(2));
+    c.create(&k1, &first).await;
+    c.create(&k2, &second).await;
+    [(k1, first.to_record()), (k2, second.to_record())]
 }
 
 /// Records under different keys never see each other's data: creates,
@@ -1089,35 +989,13 @@ pub async fn values_round_trip(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn keys_are_isolated(store: &dyn SessionStore) {
-    const CHECK: &str = "keys_are_isolated";
+    let c = Check::new(store, "keys_are_isolated");
     let t = now();
-    let (a, b) = (key(), key());
-    let record_a = create(
-        data(&[("owner", json!("a")), ("shared_name", json!(1))]),
-        t,
-        t + Duration::days(1),
-    );
-    let record_b = create(
-        data(&[("owner", json!("b")), ("shared_name", json!(2))]),
-        t + Duration::seconds(1),
-        t + Duration::days(2),
-    );
-    must_create(store, CHECK, &a, &record_a).await;
-    must_create(store, CHECK, &b, &record_b).await;
-    ensure_eq(
-        store,
-        CHECK,
-        "record a",
-        must_load(store, CHECK, &a).await,
-        Some(record_a.to_record()),
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "record b",
-        must_load(store, CHECK, &b).await,
-        Some(record_b.to_record()),
-    );
+    let owner_a = data(&[("owner", json!("a")), ("shared_name", json!(1))]);
+    let owner_b = data(&[("owner", json!("b")), ("shared_name", json!(2))]);
+    let [(a, record_a), (b, record_b)] = create_two(c, t, owner_a, owner_b).await;
+    c.holds("record a", &a, &record_a).await;
+    c.holds("record b", &b, &record_b).await;
 
     let change = update(
         data(&[("only_a", json!(true)), ("shared_name", json!(10))]),
@@ -1126,40 +1004,17 @@ pub async fn keys_are_isolated(store: &dyn SessionStore) {
         t + Duration::minutes(1),
         t + Duration::days(3),
     );
-    ok(store, CHECK, "update of a", store.save(&a, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "record b after an update of a",
-        must_load(store, CHECK, &b).await,
-        Some(record_b.to_record()),
-    );
+    c.save("update of a", &a, &change).await;
+    c.holds("record b after an update of a", &b, &record_b).await;
 
-    ok(store, CHECK, "delete of a", store.delete(&a).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "record b after a delete of a",
-        must_load(store, CHECK, &b).await,
-        Some(record_b.to_record()),
-    );
+    c.delete("delete of a", &a).await;
+    c.holds("record b after a delete of a", &b, &record_b).await;
 
-    let outcome = ok(store, CHECK, "update of deleted a", store.save(&a, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of an update of deleted a",
-        outcome,
-        SaveOutcome::Missing,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "record b after an update of deleted a",
-        must_load(store, CHECK, &b).await,
-        Some(record_b.to_record()),
-    );
-    ensure_eq(store, CHECK, "deleted a", must_load(store, CHECK, &a).await, None);
+    let outcome = c.save("update of deleted a", &a, &change).await;
+    c.missing("outcome of an update of deleted a", outcome);
+    c.holds("record b after an update of deleted a", &b, &record_b)
+        .await;
+    c.absent("deleted a", &a).await;
 }
 
 /// A cycle moves the record: under `to` it has the data as it is in the
@@ -1179,7 +1034,7 @@ pub async fn keys_are_isolated(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn cycle_moves_record(store: &dyn SessionStore) {
-    const CHECK: &str = "cycle_moves_record";
+    let c = Check::new(store, "cycle_moves_record");
     let t = now();
     let (from, to) = (key(), key());
     let initial = create(
@@ -1191,7 +1046,7 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         t,
         t + Duration::days(1),
     );
-    must_create(store, CHECK, &from, &initial).await;
+    c.create(&from, &initial).await;
     // Another request writes a key after this one loaded the session.
     let other = update(
         data(&[("written_meanwhile", json!({"by": "another save"}))]),
@@ -1200,13 +1055,8 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         t + Duration::seconds(5),
         t + Duration::days(1),
     );
-    let outcome = ok(
-        store,
-        CHECK,
-        "update by another save",
-        store.save(&from, &other).await,
-    );
-    ensure_eq(store, CHECK, "outcome of an update", outcome, SaveOutcome::Saved);
+    let outcome = c.save("update by another save", &from, &other).await;
+    c.saved("outcome of an update", outcome);
 
     let change = update(
         data(&[("overwrite", json!(2)), ("logged_in", json!(true))]),
@@ -1215,8 +1065,8 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         t + Duration::minutes(3),
         t + Duration::days(3),
     );
-    let outcome = ok(store, CHECK, "cycle", store.cycle(&from, &to, &change).await);
-    ensure_eq(store, CHECK, "outcome of a cycle", outcome, SaveOutcome::Saved);
+    let outcome = c.cycle("cycle", &from, &to, &change).await;
+    c.saved("outcome of a cycle", outcome);
     let want = Record {
         data: data(&[
             ("user", json!("ada")),
@@ -1228,75 +1078,25 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
         accessed: t + Duration::minutes(3),
         expires: t + Duration::days(3),
     };
-    ensure_eq(
-        store,
-        CHECK,
-        "record under the new key after a cycle",
-        must_load(store, CHECK, &to).await,
-        Some(want.clone()),
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "record under the old key after a cycle",
-        must_load(store, CHECK, &from).await,
-        None,
-    );
+    c.holds("record under the new key after a cycle", &to, &want)
+        .await;
+    c.absent("record under the old key after a cycle", &from).await;
     // The old key is free again; an update of it finds nothing.
-    let outcome = ok(
-        store,
-        CHECK,
-        "update of the old key",
-        store.save(&from, &other).await,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of an update of the old key after a cycle",
-        outcome,
-        SaveOutcome::Missing,
-    );
+    let outcome = c.save("update of the old key", &from, &other).await;
+    c.missing("outcome of an update of the old key after a cycle", outcome);
 
     // A touch-only cycle moves the data as it is.
     let third = key();
-    let touch = update(
-        Data::new(),
-        &[],
-        t,
-        t + Duration::minutes(4),
-        t + Duration::days(4),
-    );
-    let outcome = ok(
-        store,
-        CHECK,
-        "touch-only cycle",
-        store.cycle(&to, &third, &touch).await,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of a touch-only cycle",
-        outcome,
-        SaveOutcome::Saved,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "record after a touch-only cycle",
-        must_load(store, CHECK, &third).await,
-        Some(Record {
-            accessed: t + Duration::minutes(4),
-            expires: t + Duration::days(4),
-            ..want
-        }),
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "old key after a touch-only cycle",
-        must_load(store, CHECK, &to).await,
-        None,
-    );
+    let touch = touch(t, t + Duration::minutes(4), t + Duration::days(4));
+    let outcome = c.cycle("touch-only cycle", &to, &third, &touch).await;
+    c.saved("outcome of a touch-only cycle", outcome);
+    let moved = Record {
+        accessed: t + Duration::minutes(4),
+        expires: t + Duration::days(4),
+        ..want
+    };
+    c.holds("record after a touch-only cycle", &third, &moved).await;
+    c.absent("old key after a touch-only cycle", &to).await;
 }
 
 /// A cycle of a key with no record (never created, or deleted) answers
@@ -1313,7 +1113,7 @@ pub async fn cycle_moves_record(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn cycle_missing_is_missing(store: &dyn SessionStore) {
-    const CHECK: &str = "cycle_missing_is_missing";
+    let c = Check::new(store, "cycle_missing_is_missing");
     let t = now();
     let change = update(
         data(&[("user", json!("mallory"))]),
@@ -1322,58 +1122,24 @@ pub async fn cycle_missing_is_missing(store: &dyn SessionStore) {
         t,
         t + Duration::days(1),
     );
-    let touch = update(Data::new(), &[], t, t, t + Duration::days(1));
+    let touch = touch(t, t, t + Duration::days(1));
 
     let (never, to) = (key(), key());
     for (what, change) in [("cycle", &change), ("touch-only cycle", &touch)] {
-        let outcome = ok(store, CHECK, what, store.cycle(&never, &to, change).await);
-        ensure_eq(
-            store,
-            CHECK,
-            &format!("outcome of a {what} of a key never saved"),
-            outcome,
-            SaveOutcome::Missing,
-        );
-        ensure_eq(
-            store,
-            CHECK,
-            &format!("new key after a {what} of a key never saved"),
-            must_load(store, CHECK, &to).await,
-            None,
-        );
+        let outcome = c.cycle(what, &never, &to, change).await;
+        c.missing(&format!("outcome of a {what} of a key never saved"), outcome);
+        c.absent(&format!("new key after a {what} of a key never saved"), &to)
+            .await;
     }
 
     let (deleted, to) = (key(), key());
-    must_create(
-        store,
-        CHECK,
-        &deleted,
-        &create(data(&[("user", json!("ada"))]), t, t + Duration::days(1)),
-    )
-    .await;
-    ok(store, CHECK, "delete", store.delete(&deleted).await);
-    let outcome = ok(store, CHECK, "cycle", store.cycle(&deleted, &to, &change).await);
-    ensure_eq(
-        store,
-        CHECK,
-        "outcome of a cycle of a deleted key",
-        outcome,
-        SaveOutcome::Missing,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "new key after a cycle of a deleted key",
-        must_load(store, CHECK, &to).await,
-        None,
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "deleted key after a cycle of it",
-        must_load(store, CHECK, &deleted).await,
-        None,
-    );
+    let record = create_at(data(&[("user", json!("ada"))]), t);
+    c.create(&deleted, &record).await;
+    c.delete("delete", &deleted).await;
+    let outcome = c.cycle("cycle", &deleted, &to, &change).await;
+    c.missing("outcome of a cycle of a deleted key", outcome);
+    c.absent("new key after a cycle of a deleted key", &to).await;
+    c.absent("deleted key after a cycle of it", &deleted).await;
 }
 
 /// A cycle onto a key that holds a record answers [`StoreError::Conflict`]
@@ -1389,17 +1155,11 @@ pub async fn cycle_missing_is_missing(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
-    const CHECK: &str = "cycle_onto_existing_conflicts";
+    let c = Check::new(store, "cycle_onto_existing_conflicts");
     let t = now();
-    let (from, to) = (key(), key());
-    let first = create(data(&[("owner", json!("from"))]), t, t + Duration::days(1));
-    let second = create(
-        data(&[("owner", json!("to")), ("other", json!(2))]),
-        t + Duration::seconds(1),
-        t + Duration::days(2),
-    );
-    must_create(store, CHECK, &from, &first).await;
-    must_create(store, CHECK, &to, &second).await;
+    let owner_from = data(&[("owner", json!("from"))]);
+    let owner_to = data(&[("owner", json!("to")), ("other", json!(2))]);
+    let [(from, first), (to, second)] = create_two(c, t, owner_from, owner_to).await;
     let change = update(
         data(&[("owner", json!("moved"))]),
         &["other"],
@@ -1407,28 +1167,12 @@ pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
         t + Duration::minutes(1),
         t + Duration::days(3),
     );
-    match store.cycle(&from, &to, &change).await {
-        Err(StoreError::Conflict) => {}
-        other => fail(
-            store,
-            CHECK,
-            format_args!("a cycle onto a key that holds a record answered {other:?}, want Err(Conflict)"),
-        ),
-    }
-    ensure_eq(
-        store,
-        CHECK,
-        "record under the old key after a conflicting cycle (must be unchanged)",
-        must_load(store, CHECK, &from).await,
-        Some(first.to_record()),
-    );
-    ensure_eq(
-        store,
-        CHECK,
-        "record under the new key after a conflicting cycle (must be unchanged)",
-        must_load(store, CHECK, &to).await,
-        Some(second.to_record()),
-    );
+    let what = "a cycle onto a key that holds a record";
+    c.conflict(what, store.cycle(&from, &to, &change).await);
+    let what = "record under the old key after a conflicting cycle (must be unchanged)";
+    c.holds(what, &from, &first).await;
+    let what = "record under the new key after a conflicting cycle (must be unchanged)";
+    c.holds(what, &to, &second).await;
 }
 
 /// How many rounds the cycle race checks run.
@@ -1497,7 +1241,7 @@ async fn yields(n: usize) {
 ///
 /// When the rule is broken.
 pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
-    const CHECK: &str = "cycle_racing_delete_never_resurrects";
+    let c = Check::new(store, "cycle_racing_delete_never_resurrects");
     let t = now();
     let initial = data(&[("user", json!("ada"))]);
     let change = update(
@@ -1509,13 +1253,7 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
     );
     for round in 0..CYCLE_ROUNDS {
         let (from, to) = (key(), key());
-        must_create(
-            store,
-            CHECK,
-            &from,
-            &create(initial.clone(), t, t + Duration::days(1)),
-        )
-        .await;
+        c.create(&from, &create_at(initial.clone(), t)).await;
         let done = AtomicBool::new(false);
         let (from, to, change, done) = (&from, &to, &change, &done);
         // The delete, then a load of `to`: what a request that starts after
@@ -1565,68 +1303,44 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
             both.extend(raced.both);
         }
         let (Some((deleted, seen_after_delete)), Some(outcome)) = (deleted, outcome) else {
-            fail(store, CHECK, format_args!("a racing call did not answer"));
+            c.fail(format_args!("a racing call did not answer"));
         };
-        ok(store, CHECK, "racing delete", deleted);
-        let seen_after_delete = ok(
-            store,
-            CHECK,
-            "load of the new key after the delete",
-            seen_after_delete,
-        );
-        let outcome = ok(store, CHECK, "racing cycle", outcome);
+        c.ok("racing delete", deleted);
+        let seen_after_delete = c.ok("load of the new key after the delete", seen_after_delete);
+        let outcome = c.ok("racing cycle", outcome);
         if let Some((under_to, under_from)) = both.first() {
-            fail(
-                store,
-                CHECK,
-                format_args!(
-                    "round {round}: while the cycle ran, the record was under the new key and \
-                     (loaded after it) still under the old one:\n  new: {under_to:?}\n  old: {under_from:?}"
-                ),
-            );
+            c.fail(format_args!(
+                "round {round}: while the cycle ran, the record was under the new key and \
+                 (loaded after it) still under the old one:\n  new: {under_to:?}\n  old: {under_from:?}"
+            ));
         }
-        let under_from = must_load(store, CHECK, from).await;
+        let under_from = c.load(from).await;
         if under_from.is_some() {
-            fail(
-                store,
-                CHECK,
-                format_args!("round {round}: after a delete racing a cycle ({outcome:?}) the old key holds {under_from:?}"),
-            );
+            c.fail(format_args!(
+                "round {round}: after a delete racing a cycle ({outcome:?}) the old key holds {under_from:?}"
+            ));
         }
-        let under_to = must_load(store, CHECK, to).await;
+        let under_to = c.load(to).await;
         match outcome {
             SaveOutcome::Missing => {
                 if under_to.is_some() || seen_after_delete.is_some() {
-                    fail(
-                        store,
-                        CHECK,
-                        format_args!(
-                            "round {round}: the cycle answered Missing but the new key holds {:?}",
-                            under_to.or(seen_after_delete)
-                        ),
-                    );
+                    c.fail(format_args!(
+                        "round {round}: the cycle answered Missing but the new key holds {:?}",
+                        under_to.or(seen_after_delete)
+                    ));
                 }
             }
             SaveOutcome::Saved => {
                 let mut want = initial.clone();
                 want.extend(change.set.clone());
-                ensure_eq(
-                    store,
-                    CHECK,
-                    "data under the new key after a cycle that answered Saved",
-                    under_to.map(|r| r.data),
-                    Some(want),
-                );
+                let what = "data under the new key after a cycle that answered Saved";
+                c.eq(what, under_to.map(|r| r.data), Some(want));
                 if seen_after_delete.is_none() {
-                    fail(
-                        store,
-                        CHECK,
-                        format_args!(
-                            "round {round}: the delete of the old key finished, a load of the new key \
-                             after it found nothing, and then the cycle answered Saved: the deleted \
-                             session was brought back under the new id"
-                        ),
-                    );
+                    c.fail(format_args!(
+                        "round {round}: the delete of the old key finished, a load of the new key \
+                         after it found nothing, and then the cycle answered Saved: the deleted \
+                         session was brought back under the new id"
+                    ));
                 }
             }
         }
@@ -1650,8 +1364,8 @@ pub async fn cycle_racing_delete_never_resurrects(store: &dyn SessionStore) {
 ///
 /// When the rule is broken.
 pub async fn cycle_racing_update(store: &dyn SessionStore) {
-    const CHECK: &str = "cycle_racing_update";
     const UPDATES: usize = 10;
+    let c = Check::new(store, "cycle_racing_update");
     let t = now();
     let change = update(
         data(&[("logged_in", json!(true))]),
@@ -1671,19 +1385,14 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             )
         })
         .collect();
+    let initial = create(
+        data(&[("user", json!("ada")), ("guest", json!(true))]),
+        t,
+        t + Duration::days(1),
+    );
     for round in 0..5 {
         let (from, to) = (key(), key());
-        must_create(
-            store,
-            CHECK,
-            &from,
-            &create(
-                data(&[("user", json!("ada")), ("guest", json!(true))]),
-                t,
-                t + Duration::days(1),
-            ),
-        )
-        .await;
+        c.create(&from, &initial).await;
         let (from_ref, to_ref, change_ref) = (&from, &to, &change);
         let mut futures: Vec<Saver<'_>> = updates
             .iter()
@@ -1700,33 +1409,19 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
         let mut cycled = None;
         for (i, result) in join_all(futures).await {
             match i {
-                Some(i) => match ok(store, CHECK, &format!("update {i}"), result) {
+                Some(i) => match c.ok(&format!("update {i}"), result) {
                     SaveOutcome::Saved => saved.push(i),
                     SaveOutcome::Missing => missing.push(i),
                 },
-                None => cycled = Some(ok(store, CHECK, "cycle", result)),
+                None => cycled = Some(c.ok("cycle", result)),
             }
         }
-        ensure_eq(
-            store,
-            CHECK,
-            "outcome of the cycle",
-            cycled,
-            Some(SaveOutcome::Saved),
-        );
-        ensure_eq(
-            store,
-            CHECK,
-            "record under the old key after the cycle",
-            must_load(store, CHECK, &from).await,
-            None,
-        );
-        let Some(record) = must_load(store, CHECK, &to).await else {
-            fail(
-                store,
-                CHECK,
-                format_args!("round {round}: nothing under the new key after the cycle"),
-            );
+        c.eq("outcome of the cycle", cycled, Some(SaveOutcome::Saved));
+        c.absent("record under the old key after the cycle", &from).await;
+        let Some(record) = c.load(&to).await else {
+            c.fail(format_args!(
+                "round {round}: nothing under the new key after the cycle"
+            ));
         };
         let lost: Vec<usize> = saved
             .iter()
@@ -1734,15 +1429,11 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             .filter(|i| record.data.get(&format!("key-{i}")) != Some(&json!(i)))
             .collect();
         if !lost.is_empty() {
-            fail(
-                store,
-                CHECK,
-                format_args!(
-                    "round {round}: updates {lost:?} answered Saved but their keys are not under the \
-                     new key after the cycle: {:?}",
-                    record.data
-                ),
-            );
+            c.fail(format_args!(
+                "round {round}: updates {lost:?} answered Saved but their keys are not under the \
+                 new key after the cycle: {:?}",
+                record.data
+            ));
         }
         let written: Vec<usize> = missing
             .iter()
@@ -1750,35 +1441,86 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
             .filter(|i| record.data.contains_key(&format!("key-{i}")))
             .collect();
         if !written.is_empty() {
-            fail(
-                store,
-                CHECK,
-                format_args!(
-                    "round {round}: updates {written:?} answered Missing but their keys were written"
-                ),
-            );
+            c.fail(format_args!(
+                "round {round}: updates {written:?} answered Missing but their keys were written"
+            ));
         }
-        ensure_eq(
-            store,
-            CHECK,
-            "a key the cycle set",
-            record.data.get("logged_in"),
-            Some(&json!(true)),
-        );
-        ensure_eq(
-            store,
-            CHECK,
-            "a key the cycle removed",
-            record.data.get("guest"),
-            None,
-        );
-        ensure_eq(
-            store,
-            CHECK,
-            "a key nobody touched",
-            record.data.get("user"),
-            Some(&json!("ada")),
-        );
+        let get = |name: &str| record.data.get(name);
+        c.eq("a key the cycle set", get("logged_in"), Some(&json!(true)));
+        c.eq("a key the cycle removed", get("guest"), None);
+        c.eq("a key nobody touched", get("user"), Some(&json!("ada")));
+    }
+}
+
+/// Test support inside carafe: a store that passes every call on to another
+/// store but the ones a [`Variant`] changes, to run the checks on a variant
+/// of a store.
+#[cfg(test)]
+pub(crate) mod forward {
+    use async_trait::async_trait;
+    use time::OffsetDateTime;
+
+    use crate::error::StoreError;
+    use crate::id::StoreKey;
+    use crate::record::{Change, Record, SaveOutcome};
+    use crate::store::SessionStore;
+
+    /// What a variant of `S` does differently: by default nothing.
+    #[async_trait]
+    pub(crate) trait Variant<S: SessionStore>: std::fmt::Debug + Send + Sync + 'static {
+        async fn cycle(
+            &self,
+            inner: &S,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
+            inner.cycle(from, to, change).await
+        }
+
+        async fn delete_expired(&self, inner: &S, now: OffsetDateTime) -> Result<u64, StoreError> {
+            inner.delete_expired(now).await
+        }
+    }
+
+    /// `inner` changed by `variant`, under another name.
+    #[derive(Debug)]
+    pub(crate) struct Forward<S, V> {
+        pub(crate) inner: S,
+        pub(crate) name: &'static str,
+        pub(crate) variant: V,
+    }
+
+    #[async_trait]
+    impl<S: SessionStore, V: Variant<S>> SessionStore for Forward<S, V> {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+            self.inner.load(key).await
+        }
+
+        async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+            self.inner.save(key, change).await
+        }
+
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+
+        async fn cycle(
+            &self,
+            from: &StoreKey,
+            to: &StoreKey,
+            change: &Change,
+        ) -> Result<SaveOutcome, StoreError> {
+            self.variant.cycle(&self.inner, from, to, change).await
+        }
+
+        async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+            self.variant.delete_expired(&self.inner, now).await
+        }
+
+        fn name(&self) -> &'static str {
+            self.name
+        }
     }
 }
 
@@ -2020,10 +1762,10 @@ mod tests {
         }
     }
 
-    type Check = fn(&dyn SessionStore) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    type CheckFn = fn(&dyn SessionStore) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// Whether `check` panics on a store with `flaw`.
-    async fn catches(flaw: Flaw, check: Check) -> bool {
+    async fn catches(flaw: Flaw, check: CheckFn) -> bool {
         let store = Arc::new(Broken::new(flaw));
         tokio::spawn(async move { check(&*store).await })
             .await
@@ -2032,13 +1774,13 @@ mod tests {
 
     macro_rules! check {
         ($f:ident) => {
-            (stringify!($f), (|s| Box::pin($f(s))) as Check)
+            (stringify!($f), (|s| Box::pin($f(s))) as CheckFn)
         };
     }
 
     #[tokio::test]
     async fn every_check_passes_a_correct_store_and_catches_its_flaw() {
-        let cases: Vec<((&str, Check), Vec<Flaw>)> = vec![
+        let cases: Vec<((&str, CheckFn), Vec<Flaw>)> = vec![
             (check!(name_is_set), vec![Flaw::EmptyName]),
             (check!(load_unknown_is_none), vec![Flaw::LoadUnknownIsSome]),
             (check!(create_then_load), vec![Flaw::LoadShiftsCreated]),
@@ -2119,39 +1861,26 @@ mod tests {
 
     #[tokio::test]
     async fn native_expiry_accepts_a_store_that_leaves_expiry_to_its_backend() {
+        use super::forward::{Forward, Variant};
+
+        /// Leaves expiry to its backend: `delete_expired` removes nothing.
         #[derive(Debug)]
-        struct Native(Broken);
+        struct NoExpiry;
         #[async_trait]
-        impl SessionStore for Native {
-            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-                self.0.load(key).await
-            }
-            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
-                self.0.save(key, change).await
-            }
-            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-                self.0.delete(key).await
-            }
-            async fn cycle(
-                &self,
-                from: &StoreKey,
-                to: &StoreKey,
-                change: &Change,
-            ) -> Result<SaveOutcome, StoreError> {
-                self.0.cycle(from, to, change).await
-            }
-            async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
+        impl Variant<Broken> for NoExpiry {
+            async fn delete_expired(&self, _: &Broken, _: OffsetDateTime) -> Result<u64, StoreError> {
                 Ok(0)
             }
-            fn name(&self) -> &'static str {
-                "native"
-            }
         }
-        run_with(Options::new().native_expiry(true), || async {
-            Native(Broken::new(Flaw::None))
-        })
-        .await;
-        let strict = tokio::spawn(run(|| async { Native(Broken::new(Flaw::None)) })).await;
+        let native = || async {
+            Forward {
+                inner: Broken::new(Flaw::None),
+                name: "native",
+                variant: NoExpiry,
+            }
+        };
+        run_with(Options::new().native_expiry(true), native).await;
+        let strict = tokio::spawn(run(native)).await;
         assert!(strict.is_err_and(|e| e.is_panic()), "the strict run rejects it");
     }
 

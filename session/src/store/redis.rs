@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, ScriptInvocation, Value};
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
@@ -25,24 +25,15 @@ const CREATED: &str = "m:created";
 const ACCESSED: &str = "m:accessed";
 const EXPIRES: &str = "m:expires";
 
-/// The save script.
-///
-/// `KEYS[1]` is the session's hash. `ARGV[1]` is `"create"` or `"update"`,
-/// `ARGV[2]` the expiry in unix milliseconds, `ARGV[3]` the number `n` of
-/// removed fields, `ARGV[4 .. 3+n]` those fields, and the rest field/value
-/// pairs to set. Commands take at most 1000 arguments at a time, well under
-/// Lua's limit for `unpack`.
-///
-/// Answers 1 (saved), 0 (update of a missing record: nothing written) or
-/// -1 (create over an existing record: nothing written).
-const SAVE_SCRIPT: &str = r"
-local key = KEYS[1]
-local exists = redis.call('EXISTS', key) == 1
-if ARGV[1] == 'create' then
-  if exists then return -1 end
-elseif not exists then
-  return 0
-end
+/// The end of the save and cycle scripts: writes a change to the hash at
+/// `key`. `ARGV[at]` is the number `n` of removed fields, `ARGV[at+1 ..
+/// at+n]` those fields, the rest field/value pairs to set, and
+/// `ARGV[at-1]` the expiry in unix milliseconds (see [`change_args`]).
+/// Commands take at most 1000 arguments at a time, well under Lua's limit
+/// for `unpack`. Answers 1.
+macro_rules! write_change_lua {
+    () => {
+        r"
 local function batch(cmd, first, last)
   local i = first
   while i <= last do
@@ -51,12 +42,36 @@ local function batch(cmd, first, last)
     i = j + 1
   end
 end
-local removed = tonumber(ARGV[3])
-batch('HDEL', 4, 3 + removed)
-batch('HSET', 4 + removed, #ARGV)
-redis.call('PEXPIREAT', key, ARGV[2])
+local removed = tonumber(ARGV[at])
+batch('HDEL', at + 1, at + removed)
+batch('HSET', at + 1 + removed, #ARGV)
+redis.call('PEXPIREAT', key, ARGV[at - 1])
 return 1
-";
+"
+    };
+}
+
+/// The save script.
+///
+/// `KEYS[1]` is the session's hash. `ARGV[1]` is `"create"` or `"update"`,
+/// `ARGV[2]` the expiry in unix milliseconds, `ARGV[3]` the number `n` of
+/// removed fields, `ARGV[4 .. 3+n]` those fields, and the rest field/value
+/// pairs to set.
+///
+/// Answers 1 (saved), 0 (update of a missing record: nothing written) or
+/// -1 (create over an existing record: nothing written).
+const SAVE_SCRIPT: &str = concat!(
+    r"
+local key, at = KEYS[1], 3
+local exists = redis.call('EXISTS', key) == 1
+if ARGV[1] == 'create' then
+  if exists then return -1 end
+elseif not exists then
+  return 0
+end
+",
+    write_change_lua!()
+);
 
 /// The cycle script: moves a session's hash to a new key.
 ///
@@ -67,26 +82,17 @@ return 1
 /// Answers 1 (moved), 0 (nothing under `KEYS[1]`: nothing written), -1
 /// (`KEYS[2]` taken: nothing written) or -2 (`KEYS[1]` is not a hash:
 /// nothing written).
-const CYCLE_SCRIPT: &str = r"
+const CYCLE_SCRIPT: &str = concat!(
+    r"
 local from, to = KEYS[1], KEYS[2]
 if redis.call('EXISTS', to) == 1 then return -1 end
 if redis.call('EXISTS', from) == 0 then return 0 end
 if redis.call('TYPE', from).ok ~= 'hash' then return -2 end
 redis.call('RENAME', from, to)
-local function batch(cmd, first, last)
-  local i = first
-  while i <= last do
-    local j = math.min(i + 999, last)
-    redis.call(cmd, to, unpack(ARGV, i, j))
-    i = j + 1
-  end
-end
-local removed = tonumber(ARGV[2])
-batch('HDEL', 3, 2 + removed)
-batch('HSET', 3 + removed, #ARGV)
-redis.call('PEXPIREAT', to, ARGV[1])
-return 1
-";
+local key, at = to, 2
+",
+    write_change_lua!()
+);
 
 /// The take script, for a cycle whose two keys live in different Redis
 /// Cluster slots: answers the hash at `KEYS[1]` (`HGETALL`) and deletes it,
@@ -380,11 +386,7 @@ impl RedisStore {
         if answer == "PONG" {
             Ok(())
         } else {
-            Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer to PING",
-                answer,
-            ))))
+            Err(unexpected("unexpected answer to PING", answer))
         }
     }
 
@@ -458,11 +460,7 @@ impl RedisStore {
         match answer {
             1 => Ok(SaveOutcome::Saved),
             -1 => Err(StoreError::Conflict),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the save script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the save script", other)),
         }
     }
 }
@@ -681,33 +679,15 @@ impl SessionStore for RedisStore {
 
     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
         let mut invocation = self.script.key(self.redis_key(key));
-        invocation
-            .arg(match change.kind {
-                SaveKind::Create => "create",
-                SaveKind::Update => "update",
-            })
-            .arg(unix_millis(change.expires));
-
+        invocation.arg(match change.kind {
+            SaveKind::Create => "create",
+            SaveKind::Update => "update",
+        });
         let removed: &[String] = match change.kind {
             SaveKind::Create => &[],
             SaveKind::Update => &change.removed,
         };
-        invocation.arg(removed.len());
-        for name in removed {
-            invocation.arg(data_field(name));
-        }
-        for (name, value) in &change.set {
-            let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
-            invocation.arg(data_field(name)).arg(json);
-        }
-        if change.kind == SaveKind::Create {
-            invocation.arg(CREATED).arg(timestamp(change.created));
-        }
-        invocation
-            .arg(ACCESSED)
-            .arg(timestamp(change.accessed))
-            .arg(EXPIRES)
-            .arg(timestamp(change.expires));
+        change_args(&mut invocation, change, removed, change.kind == SaveKind::Create)?;
 
         let mut conn = self.connection()?;
         let answer: i64 = invocation
@@ -718,11 +698,7 @@ impl SessionStore for RedisStore {
             1 => Ok(SaveOutcome::Saved),
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the save script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the save script", other)),
         }
     }
 
@@ -748,22 +724,8 @@ impl SessionStore for RedisStore {
         change: &Change,
     ) -> Result<SaveOutcome, StoreError> {
         let mut invocation = self.cycle_script.key(self.redis_key(from));
-        invocation
-            .key(self.redis_key(to))
-            .arg(unix_millis(change.expires))
-            .arg(change.removed.len());
-        for name in &change.removed {
-            invocation.arg(data_field(name));
-        }
-        for (name, value) in &change.set {
-            let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
-            invocation.arg(data_field(name)).arg(json);
-        }
-        invocation
-            .arg(ACCESSED)
-            .arg(timestamp(change.accessed))
-            .arg(EXPIRES)
-            .arg(timestamp(change.expires));
+        invocation.key(self.redis_key(to));
+        change_args(&mut invocation, change, &change.removed, false)?;
 
         let mut conn = self.connection()?;
         let answer: i64 = match invocation.invoke_async(&mut conn).await {
@@ -778,11 +740,7 @@ impl SessionStore for RedisStore {
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
             -2 => Err(StoreError::Corrupt("the Redis key does not hold a hash".into())),
-            other => Err(StoreError::backend(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected answer from the cycle script",
-                other.to_string(),
-            )))),
+            other => Err(unexpected("unexpected answer from the cycle script", other)),
         }
     }
 
@@ -795,6 +753,44 @@ impl SessionStore for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
     }
+}
+
+/// Adds the arguments of the write the save and cycle scripts end with
+/// (see `write_change_lua!`): the expiry, the number of `removed` fields and
+/// those fields, then the fields to set: the change's data, `m:created` when
+/// `created` is true, `m:accessed` and `m:expires`.
+fn change_args(
+    invocation: &mut ScriptInvocation<'_>,
+    change: &Change,
+    removed: &[String],
+    created: bool,
+) -> Result<(), StoreError> {
+    invocation.arg(unix_millis(change.expires)).arg(removed.len());
+    for name in removed {
+        invocation.arg(data_field(name));
+    }
+    for (name, value) in &change.set {
+        let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
+        invocation.arg(data_field(name)).arg(json);
+    }
+    if created {
+        invocation.arg(CREATED).arg(timestamp(change.created));
+    }
+    invocation
+        .arg(ACCESSED)
+        .arg(timestamp(change.accessed))
+        .arg(EXPIRES)
+        .arg(timestamp(change.expires));
+    Ok(())
+}
+
+/// A backend error for an answer the server or a script never gives.
+fn unexpected(what: &'static str, answer: impl fmt::Display) -> StoreError {
+    StoreError::backend(RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        what,
+        answer.to_string(),
+    )))
 }
 
 /// The hash field of session key `name`.
@@ -1202,34 +1198,21 @@ mod tests {
     #[cfg(feature = "conformance")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cycle_across_slots_keeps_the_contract_but_atomicity() {
-        use crate::store::conformance;
+        use crate::store::conformance::{self, forward::Forward, forward::Variant};
 
+        /// Every cycle takes the two-step path of keys in different slots.
         #[derive(Debug)]
-        struct AcrossSlots(RedisStore);
+        struct AcrossSlots;
         #[async_trait]
-        impl SessionStore for AcrossSlots {
-            async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-                self.0.load(key).await
-            }
-            async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
-                self.0.save(key, change).await
-            }
-            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-                self.0.delete(key).await
-            }
+        impl Variant<RedisStore> for AcrossSlots {
             async fn cycle(
                 &self,
+                store: &RedisStore,
                 from: &StoreKey,
                 to: &StoreKey,
                 change: &Change,
             ) -> Result<SaveOutcome, StoreError> {
-                self.0.cycle_across_slots(from, to, change).await
-            }
-            async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-                self.0.delete_expired(now).await
-            }
-            fn name(&self) -> &'static str {
-                "redis-across-slots"
+                store.cycle_across_slots(from, to, change).await
             }
         }
 
@@ -1248,14 +1231,18 @@ mod tests {
             eprintln!("skipped: no Redis at {url}: {err}");
             return;
         }
-        let store = AcrossSlots(store);
+        let store = Forward {
+            inner: store,
+            name: "redis-across-slots",
+            variant: AcrossSlots,
+        };
         conformance::cycle_moves_record(&store).await;
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
 
         // Clean up: the records would expire in a few days anyway.
-        let mut conn = store.0.connection().expect("connection");
+        let mut conn = store.inner.connection().expect("connection");
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}:*"))
             .query_async(&mut conn)
