@@ -906,6 +906,11 @@ async fn writing_the_same_value_is_not_a_change() {
         )
         .layer(layer_for(store.clone(), &clock).auto(true).build().unwrap());
     let cookie = req(&app, "/", None).await.cookie().unwrap();
+    // The cookie's first return confirms the new session: one timestamp
+    // write that gives it its full idle timeout (see unconfirmed_timeout).
+    let saves = store.saves();
+    req(&app, "/", Some(&cookie)).await;
+    assert_eq!(store.saves(), saves + 1, "the confirming write");
     let saves = store.saves();
     req(&app, "/", Some(&cookie)).await;
     req(&app, "/toggle", Some(&cookie)).await;

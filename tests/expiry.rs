@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use carafe::{
-    CookieExpiry, CookieStore, FileStore, IntoBackend, MemoryStore, MockClock, Session, SessionExpiry,
+    Clock, CookieExpiry, CookieStore, FileStore, IntoBackend, MemoryStore, MockClock, Session, SessionExpiry,
     SessionLayer,
 };
 use http::StatusCode;
@@ -143,6 +143,12 @@ async fn remember_me_outlives_the_layers_idle_timeout_and_the_browser() {
             r.set_cookies
         );
         let cookie = r.cookie().unwrap();
+        // The browser follows the login's redirect: the cookie is back, so
+        // the session is confirmed (until then it lives unconfirmed_timeout).
+        // (The cookie store rewrites its cookie with the longer expiry.)
+        let back = req(&app, "/whoami", Some(&cookie)).await;
+        assert_eq!(back.body, "ada");
+        let cookie = back.cookie().unwrap_or(cookie);
         let plain = login(&app, "plain").await;
         assert_eq!(
             max_age(&plain),
@@ -257,4 +263,53 @@ async fn bad_expiries_get_a_clear_answer() {
         );
     })
     .await;
+}
+
+/// A flood of cookieless requests, each creating a session, cannot fill the
+/// store for the idle timeout: until its cookie comes back, a session lives
+/// for `unconfirmed_timeout` only; the first request that presents it gives
+/// it the full idle timeout.
+#[tokio::test]
+async fn a_session_whose_cookie_never_comes_back_expires_soon() {
+    use carafe::SessionStore;
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let clock = MockClock::default();
+    let layer = SessionLayer::builder(store.clone())
+        .secret(SECRET)
+        .clock(clock.clone())
+        .idle_timeout(14 * DAY)
+        .unconfirmed_timeout(30 * MINUTE)
+        .auto(true)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/",
+            get(|session: Session| async move {
+                let n = session.get::<u32>("n").unwrap().unwrap_or(0) + 1;
+                session.insert("n", n).unwrap();
+                n.to_string()
+            }),
+        )
+        .layer(layer);
+    let mut flood = Vec::new();
+    for _ in 0..20 {
+        flood.push(req(&app, "/", None).await.cookie().unwrap());
+    }
+    let visitor = req(&app, "/", None).await.cookie().unwrap();
+    clock.advance(MINUTE);
+    let r = req(&app, "/", Some(&visitor)).await;
+    assert_eq!(r.body, "2", "the cookie came back");
+    clock.advance(31 * MINUTE);
+    let reaped = store.delete_expired(clock.now()).await.unwrap();
+    assert_eq!(reaped, 20, "the flood's sessions are gone after 30 minutes");
+    for cookie in &flood[..3] {
+        assert_eq!(req(&app, "/", Some(cookie)).await.body, "1", "a fresh session");
+    }
+    clock.advance(2 * DAY);
+    assert_eq!(
+        req(&app, "/", Some(&visitor)).await.body,
+        "3",
+        "the visitor's confirmed session has the full idle timeout"
+    );
 }

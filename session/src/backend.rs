@@ -43,6 +43,11 @@ pub(crate) enum Kind {
 }
 
 impl Backend {
+    /// Whether the session lives in the cookie.
+    pub(crate) fn is_client(&self) -> bool {
+        matches!(self.0, Kind::Client(_))
+    }
+
     /// A client-side backend.
     #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
     pub(crate) fn client(codec: impl ClientCodec + 'static) -> Self {

@@ -312,6 +312,29 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// How long a new session lives until the browser sends its cookie back
+    /// (default one hour; server-side stores only). A session is stored with this short expiry when
+    /// it is created, and gets its full idle timeout on the first request
+    /// that presents its cookie: a flood of cookieless requests that each
+    /// create a session cannot fill the store for the idle timeout. (Beaker
+    /// has no such option.)
+    ///
+    /// ```
+    /// # use carafe::{MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::builder(MemoryStore::new())
+    ///     .secret([0u8; 32]).unconfirmed_timeout(std::time::Duration::from_secs(10 * 60)).build()?;
+    /// # Ok::<(), carafe::ConfigError>(())
+    /// ```
+    pub fn unconfirmed_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.errors.push(ConfigError::NonPositive {
+                option: "unconfirmed_timeout",
+            });
+        }
+        self.config.unconfirmed_timeout = Some(to_time(timeout));
+        self
+    }
+
     /// How long any one store call may take before the request gets a 500.
     /// Default 5 seconds.
     ///
@@ -358,7 +381,11 @@ impl SessionLayerBuilder {
     /// let err = SessionLayer::builder(MemoryStore::new()).build().unwrap_err();
     /// assert_eq!(err, carafe::ConfigError::MissingSecret);
     /// ```
-    pub fn build(self) -> Result<SessionLayer, ConfigError> {
+    pub fn build(mut self) -> Result<SessionLayer, ConfigError> {
+        if self.backend.is_client() {
+            // The session lives in the cookie: a flood fills no store.
+            self.config.unconfirmed_timeout = None;
+        }
         if let Some(err) = self.errors.into_iter().next() {
             return Err(err);
         }

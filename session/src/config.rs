@@ -42,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) absolute_lifetime: Option<Duration>,
     pub(crate) save_accessed_time: bool,
     pub(crate) accessed_refresh: Duration,
+    /// `None` for client-side sessions: there is no store to fill.
+    pub(crate) unconfirmed_timeout: Option<Duration>,
     pub(crate) store_timeout: std::time::Duration,
 }
 
@@ -60,6 +62,7 @@ impl Default for Config {
             absolute_lifetime: None,
             save_accessed_time: true,
             accessed_refresh: Duration::minutes(1),
+            unconfirmed_timeout: Some(Duration::hours(1)),
             store_timeout: std::time::Duration::from_secs(5),
         }
     }

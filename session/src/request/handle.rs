@@ -145,7 +145,7 @@ impl Inner {
         for value in values {
             match codec.decode(&shared.keys, value) {
                 Some((id, record)) if !shared.config.lifetime(&record.data).is_expired(&record, now) => {
-                    return State::loaded(id, false, record, now);
+                    return loaded(&shared.config, id, false, record, now);
                 }
                 Some(_) => tracing::debug!(cookie = %wire::fingerprint(value), "client-side session expired"),
                 None => {
@@ -171,7 +171,7 @@ impl Inner {
                 self.forget(store, &key).await;
                 Ok(State::fresh(Origin::Stale, now))
             }
-            Ok(Some(record)) => Ok(State::loaded(id, old_key, record, now)),
+            Ok(Some(record)) => Ok(loaded(&shared.config, id, old_key, record, now)),
             // An unknown id is never adopted: the new session gets a new id.
             Ok(None) => Ok(State::fresh(Origin::Stale, now)),
             Err(StoreError::Corrupt(reason)) => {
@@ -290,6 +290,18 @@ impl Inner {
         state.client_value = Some(value);
         Ok(Some(SaveOutcome::Saved))
     }
+}
+
+/// The state of a session loaded from `record`, with a confirming write due
+/// if the record still has the short expiry of an unconfirmed session.
+fn loaded(config: &Config, id: SessionId, old_key: bool, record: Record, now: OffsetDateTime) -> State {
+    let full = config
+        .lifetime(&record.data)
+        .expires(record.created, record.accessed);
+    let confirm_due = config.unconfirmed_timeout.is_some() && record.expires < full;
+    let mut state = State::loaded(id, old_key, record, now);
+    state.confirm_due = confirm_due;
+    state
 }
 
 impl Drop for Inner {

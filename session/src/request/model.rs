@@ -223,7 +223,9 @@ fn run_code(case: &Case) -> Observed {
             store.records.insert(names.loaded.clone(), data.clone());
             let record = Record {
                 data,
-                created: NOW,
+                // A session whose cookie came back before (no confirming
+                // touch due).
+                created: NOW - time::Duration::days(1),
                 accessed: NOW,
                 expires: NOW + time::Duration::days(1),
             };

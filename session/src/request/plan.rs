@@ -108,7 +108,14 @@ pub(crate) fn plan(state: &State, config: &Config, now: OffsetDateTime, outcome:
         removed: diff.removed,
         created: state.created,
         accessed: now,
-        expires: lifetime.expires(state.created, now),
+        expires: match config.unconfirmed_timeout {
+            // Until its cookie comes back, a new session lives only
+            // briefly: a flood of cookieless requests cannot fill the store.
+            Some(brief) if !state.presented => lifetime
+                .expires(state.created, now)
+                .min(now.saturating_add(brief)),
+            _ => lifetime.expires(state.created, now),
+        },
     };
     plan.write = match &state.stored {
         None if diff.set.is_empty() => None,
@@ -124,6 +131,7 @@ pub(crate) fn plan(state: &State, config: &Config, now: OffsetDateTime, outcome:
         }),
         Some(stored) if *stored == state.id => {
             let touch_due = state.touch_requested
+                || state.confirm_due
                 || config.save_accessed_time
                     && state
                         .stored_accessed
@@ -194,6 +202,7 @@ pub(crate) fn settle(
             state.stored_accessed = Some(now);
             state.save_requested = false;
             state.touch_requested = false;
+            state.confirm_due = false;
             state.wrote = true;
             if let Some(change) = plan.change() {
                 state.tracked.written(&Diff {

@@ -54,6 +54,14 @@ pub(crate) struct State {
     /// The session's own expiry was set in this request: a written cookie
     /// is sent again with its new attributes.
     pub(crate) expiry_changed: bool,
+    /// The session came from a cookie the browser sent: it is confirmed.
+    /// A session the browser has not presented yet (new, or new after
+    /// `invalidate()`) is stored with the short `unconfirmed_timeout`.
+    pub(crate) presented: bool,
+    /// The loaded record still has the short expiry of a session whose
+    /// cookie had not come back (this is the first time): a write is due
+    /// that gives it its full lifetime. Set by the loader.
+    pub(crate) confirm_due: bool,
     /// A write reached the store during this request.
     pub(crate) wrote: bool,
     /// For a client-side session: the cookie value last encoded.
@@ -78,6 +86,7 @@ impl State {
             created: record.created,
             last_accessed: Some(record.accessed),
             stored_accessed: Some(record.accessed),
+            presented: true,
             ..State::empty(id, origin, now)
         }
     }
@@ -100,6 +109,8 @@ impl State {
             save_requested: false,
             touch_requested: false,
             expiry_changed: false,
+            presented: false,
+            confirm_due: false,
             wrote: false,
             client_value: None,
         }
@@ -178,6 +189,8 @@ impl State {
         self.stored_accessed = None;
         self.deleted = false;
         self.save_requested = false;
+        self.presented = false;
+        self.confirm_due = false;
         self.epoch += 1;
     }
 

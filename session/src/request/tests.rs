@@ -113,7 +113,8 @@ fn loaded_record() -> Record {
     data.insert("a".into(), json!(1));
     Record {
         data,
-        created: NOW,
+        // Its cookie came back before: no confirming touch is due.
+        created: NOW - time::Duration::days(1),
         accessed: NOW,
         expires: NOW + time::Duration::days(1),
     }
@@ -467,4 +468,38 @@ fn views_from_before_an_end_are_told_by_the_epoch() {
     assert_ne!(state.epoch, after);
     state.set("k".into(), json!(1), Saver::Auto);
     assert!(!state.tracked.is_modified(), "a deleted session takes no writes");
+}
+
+#[test]
+fn a_new_session_is_stored_briefly_until_its_cookie_comes_back() {
+    let config = Config::default();
+    let mut state = State::fresh(Origin::NoCookie, NOW);
+    state.set("a".into(), json!(1), Saver::Auto);
+    match plan::plan(&state, &config, NOW, Outcome::Answered).write {
+        Some(Write::Create { change, .. }) => {
+            assert_eq!(Some(change.expires - NOW), config.unconfirmed_timeout);
+        }
+        other => panic!("expected a create, got {other:?}"),
+    }
+    // Presented (loaded from its cookie) with the short expiry: a write is
+    // due that gives it the full idle timeout.
+    let mut record = loaded_record();
+    record.expires = record.accessed + time::Duration::hours(1);
+    record.created = record.accessed;
+    let mut state = State::loaded(SessionId::generate(), false, record, NOW);
+    state.confirm_due = true;
+    match plan::plan(&state, &config, NOW, Outcome::Answered).write {
+        Some(Write::Update { change, .. }) => {
+            assert!(change.is_touch());
+            assert_eq!(change.expires, NOW + config.idle_timeout);
+        }
+        other => panic!("expected a confirming touch, got {other:?}"),
+    }
+    // After invalidate() the new session is unconfirmed again.
+    state.invalidate(NOW);
+    state.set("b".into(), json!(2), Saver::Auto);
+    match plan::plan(&state, &config, NOW, Outcome::Answered).write {
+        Some(Write::Create { change, .. }) => assert_eq!(change.expires, NOW + time::Duration::hours(1)),
+        other => panic!("expected a create, got {other:?}"),
+    }
 }
