@@ -26,8 +26,11 @@ use crate::wire::{self, CookieAction};
 /// For each request it puts a session handle in the request's extensions,
 /// where the [`Session`](struct@crate::Session) and [`Typed`](crate::Typed)
 /// extractors find it. Nothing is read from the cookie or the store until a
-/// handler extracts the session; a request that never does costs one small
-/// allocation and sets no cookie.
+/// handler extracts the session. A request that never does still pays for
+/// the handle (one `Arc` allocation), a copy of its `Cookie` header values
+/// (a `Vec`, allocated only when the request has cookies) and the handle's
+/// entry in the request's extensions (which allocates the extensions map if
+/// the request had none); it sets no cookie.
 ///
 /// After the handler has returned, the layer writes what is due (see the
 /// crate documentation for the rules) and adds the cookie to the response.
