@@ -33,7 +33,7 @@ fn key(secret: &[u8]) -> Key {
 
 /// Decodes a cookie value as a layer with `SECRET` (and no old secret) would.
 fn open(value: &str) -> Option<(SessionId, Record)> {
-    CookieStore::new().__open(&key(SECRET), &[], value.as_bytes())
+    CookieStore::new().__open(PLAIN_COOKIE, &key(SECRET), &[], value.as_bytes())
 }
 
 fn builder(store: CookieStore, clock: &MockClock) -> carafe::SessionLayerBuilder {
@@ -556,7 +556,7 @@ async fn not_base64_and_malformed_cookies_are_no_session() {
     let r = reply(tower::ServiceExt::oneshot(app.clone(), request).await.unwrap()).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "count: 1"));
     assert!(CookieStore::new()
-        .__open(&key(SECRET), &[], b"\xff\xfe")
+        .__open(PLAIN_COOKIE, &key(SECRET), &[], b"\xff\xfe")
         .is_none());
 }
 
@@ -602,7 +602,7 @@ async fn wrong_version_is_no_session() {
     );
     let k = key(SECRET);
     // control: the crafted cookie with the real version loads
-    let crafted = CookieStore::__seal(&k, 1, plain.as_bytes());
+    let crafted = CookieStore::__seal(&k, PLAIN_COOKIE, 2, plain.as_bytes());
     assert_eq!(
         req(&app, "/count", Some(&format!("carafe.sid={crafted}")))
             .await
@@ -610,13 +610,13 @@ async fn wrong_version_is_no_session() {
         "count: 42"
     );
     // a cookie that authenticates for another version is refused
-    for version in [0u8, 2, 3, 0x7f, 0xff] {
-        let other = CookieStore::__seal(&k, version, plain.as_bytes());
+    for version in [0u8, 1, 3, 0x7f, 0xff] {
+        let other = CookieStore::__seal(&k, PLAIN_COOKIE, version, plain.as_bytes());
         assert_no_session(&app, &other, &id, &format!("version {version}")).await;
     }
     // the version byte of a real cookie changed
     let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
-    raw[0] = 2;
+    raw[0] = 1;
     assert_no_session(&app, &URL_SAFE_NO_PAD.encode(&raw), &id, "version byte").await;
 }
 
@@ -661,7 +661,7 @@ async fn valid_encryption_of_invalid_json_is_no_session() {
     ];
     let k = key(SECRET);
     for plain in &bad {
-        let value = CookieStore::__seal(&k, 1, plain.as_bytes());
+        let value = CookieStore::__seal(&k, PLAIN_COOKIE, 2, plain.as_bytes());
         if value.len() > 4096 {
             assert!(open(&value).is_none());
             continue;
@@ -675,7 +675,7 @@ async fn valid_encryption_of_invalid_json_is_no_session() {
         .await;
     }
     // raw invalid UTF-8 inside a valid encryption
-    let value = CookieStore::__seal(&k, 1, b"{\"i\":\"\xff\"}");
+    let value = CookieStore::__seal(&k, PLAIN_COOKIE, 2, b"{\"i\":\"\xff\"}");
     assert!(open(&value).is_none());
     // deep nesting well within the size limit does not overflow the stack
     let nested = envelope(
@@ -685,13 +685,14 @@ async fn valid_encryption_of_invalid_json_is_no_session() {
         later,
         &format!(r#"{{"k":{}{}}}"#, "[".repeat(1000), "]".repeat(1000)),
     );
-    let nested = CookieStore::__seal(&k, 1, nested.as_bytes());
+    let nested = CookieStore::__seal(&k, PLAIN_COOKIE, 2, nested.as_bytes());
     assert!(nested.len() < 4096);
     assert!(open(&nested).is_none());
     // control: a well-formed one is accepted
     let ok = CookieStore::__seal(
         &k,
-        1,
+        PLAIN_COOKIE,
+        2,
         envelope(&sid, now, now, later, r#"{"count":7}"#).as_bytes(),
     );
     let (loaded, record) = open(&ok).unwrap();
@@ -716,7 +717,9 @@ async fn oversized_incoming_cookies_are_no_session() {
     let big = r.cookie_value().unwrap();
     assert!(big.len() > 4096);
     assert!(
-        big_store.__open(&key(SECRET), &[], big.as_bytes()).is_some(),
+        big_store
+            .__open(PLAIN_COOKIE, &key(SECRET), &[], big.as_bytes())
+            .is_some(),
         "control"
     );
     assert!(open(&big).is_none(), "a value over the limit is refused");
@@ -957,7 +960,8 @@ async fn per_cookie_overhead_is_as_documented() {
     // what the module documentation states
     let empty = CookieStore::__seal(
         &key(SECRET),
-        1,
+        PLAIN_COOKIE,
+        2,
         envelope(
             &SessionId::generate().expose(),
             1_900_000_000,
@@ -977,13 +981,13 @@ async fn per_cookie_overhead_is_as_documented() {
     );
     let r = req(&defaults, "/count", None).await;
     let attributes = r.set_cookies[0].len() - r.cookie_value().unwrap().len();
-    assert_eq!(attributes, 51, "{}", r.set_cookies[0]);
-    // with the defaults, data of up to 2914 bytes of JSON fits
-    let room = (4096 - 51) * 3 / 4 - CookieStore::FIXED_OVERHEAD;
-    assert_eq!(room, 2914);
+    assert_eq!(attributes, 58, "{}", r.set_cookies[0]);
+    // with the defaults, data of up to 2909 bytes of JSON fits
+    let room = (4096 - 58) * 3 / 4 - CookieStore::FIXED_OVERHEAD;
+    assert_eq!(room, 2909);
     let r = req(&defaults, &format!("/big?n={}", room - 10), None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.set_cookies[0].len(), 4095, "one byte short of the limit");
+    assert_eq!(r.set_cookies[0].len(), 4096, "exactly the limit");
     let r = req(&defaults, &format!("/big?n={}", room - 9), None).await;
     assert_eq!(r.status, 500);
     // the overhead in bytes beyond the data's JSON: 159 + D/3
@@ -1019,10 +1023,10 @@ async fn key_rotation_keeps_everyone_logged_in_and_dropping_the_old_secret_logs_
 
     let old_cookie = req(&old_app, "/count", None).await.cookie().unwrap();
     assert!(store
-        .__open(&old_key, &[], value_of(&old_cookie).as_bytes())
+        .__open(COOKIE, &old_key, &[], value_of(&old_cookie).as_bytes())
         .is_some());
     assert!(store
-        .__open(&new_key, &[], value_of(&old_cookie).as_bytes())
+        .__open(COOKIE, &new_key, &[], value_of(&old_cookie).as_bytes())
         .is_none());
 
     // the old secret as `old_secret` still decrypts: nobody is logged out
@@ -1032,14 +1036,18 @@ async fn key_rotation_keeps_everyone_logged_in_and_dropping_the_old_secret_logs_
     // and what it writes is encrypted with the current secret only
     let rewritten = r.cookie().unwrap();
     assert!(store
-        .__open(&new_key, &[], value_of(&rewritten).as_bytes())
+        .__open(COOKIE, &new_key, &[], value_of(&rewritten).as_bytes())
         .is_some());
     assert!(store
-        .__open(&old_key, &[], value_of(&rewritten).as_bytes())
+        .__open(COOKIE, &old_key, &[], value_of(&rewritten).as_bytes())
         .is_none());
     let fresh = req(&rotated, "/count", None).await.cookie().unwrap();
-    assert!(store.__open(&new_key, &[], value_of(&fresh).as_bytes()).is_some());
-    assert!(store.__open(&old_key, &[], value_of(&fresh).as_bytes()).is_none());
+    assert!(store
+        .__open(COOKIE, &new_key, &[], value_of(&fresh).as_bytes())
+        .is_some());
+    assert!(store
+        .__open(COOKIE, &old_key, &[], value_of(&fresh).as_bytes())
+        .is_none());
     assert_eq!(req(&old_app, "/read", Some(&fresh)).await.body, "None");
     assert_eq!(req(&new_only, "/read", Some(&rewritten)).await.body, "Some(2)");
 
@@ -1263,10 +1271,14 @@ async fn response_headers_and_cookie_attributes() {
         URL_SAFE_NO_PAD.decode(&a).unwrap(),
         URL_SAFE_NO_PAD.decode(&b).unwrap(),
     );
-    assert_eq!((ra[0], rb[0]), (1, 1), "version byte");
+    assert_eq!((ra[0], rb[0]), (2, 2), "version byte");
     assert_ne!(ra[1..13], rb[1..13], "nonces differ");
     // the plaintext does not show through
-    let id = open(&a).unwrap().0.expose();
+    let id = CookieStore::new()
+        .__open(COOKIE, &key(SECRET), &[], a.as_bytes())
+        .unwrap()
+        .0
+        .expose();
     assert!(!a.contains(&id) && !a.contains("count"));
 }
 
@@ -1520,7 +1532,7 @@ async fn fuzz_smoke_decode_never_panics_and_never_accepts_a_mutation() {
             "random input {round} accepted"
         );
         assert!(
-            store.__open(&k, &old, &input).is_none(),
+            store.__open(PLAIN_COOKIE, &k, &old, &input).is_none(),
             "random input {round} accepted"
         );
         inputs += 1;
@@ -1530,7 +1542,7 @@ async fn fuzz_smoke_decode_never_panics_and_never_accepts_a_mutation() {
         let base = &valid[round % valid.len()];
         let other = &valid[(round + 1 + rng.below(valid.len() - 1)) % valid.len()];
         let mutated = mutate(&mut rng, base, other);
-        let accepted = store.__open(&k, &old, &mutated).is_some();
+        let accepted = store.__open(PLAIN_COOKIE, &k, &old, &mutated).is_some();
         if valid.contains(&mutated) {
             assert!(
                 accepted,
@@ -1551,4 +1563,73 @@ async fn fuzz_smoke_decode_never_panics_and_never_accepts_a_mutation() {
         inputs >= 20_000 && rejected_mutations > 10_000,
         "{inputs} {rejected_mutations}"
     );
+}
+
+// --- review findings (issue 10, item 7) ------------------------------------
+
+#[tokio::test]
+async fn a_copied_cookie_cannot_be_refreshed_past_thirty_days_by_default() {
+    let clock = MockClock::default();
+    // the default layer: no absolute lifetime given
+    let app = app(builder(CookieStore::new(), &clock).auto(true).build().unwrap());
+    let mut jar = req(&app, "/count", None).await.cookie().unwrap();
+    // used every day, each answer refreshes the cookie
+    for day in 2..=29 {
+        clock.advance(std::time::Duration::from_secs(24 * 3600));
+        let r = req(&app, "/count", Some(&jar)).await;
+        assert_eq!(r.body, format!("count: {day}"));
+        jar = r.cookie().unwrap();
+    }
+    // day 31 from creation: however fresh the cookie, the session is over
+    clock.advance(std::time::Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(req(&app, "/count", Some(&jar)).await.body, "count: 1");
+}
+
+#[tokio::test]
+async fn a_cookie_cannot_move_between_layers_that_share_a_secret() {
+    let clock = MockClock::default();
+    let named = |name: &str| {
+        app(builder(CookieStore::new(), &clock)
+            .cookie_name(name)
+            .auto(true)
+            .build()
+            .unwrap())
+    };
+    let (shop, admin) = (named("shop.sid"), named("admin.sid"));
+    let cookie = req(&shop, "/count", None).await.cookie().unwrap();
+    let value = value_of(&cookie);
+    // control: it works where it was issued
+    assert_eq!(
+        req(&shop, "/count", Some(&format!("shop.sid={value}")))
+            .await
+            .body,
+        "count: 2"
+    );
+    // under the other layer's name it is no session
+    let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
+    assert_eq!(r.body, "count: 1");
+
+    // the same for signed ids over one shared server-side store
+    let store = MemoryStore::new();
+    let named = |name: &str| {
+        app(SessionLayer::builder(store.clone())
+            .secret(SECRET)
+            .clock(clock.clone())
+            .secure(false)
+            .cookie_name(name)
+            .auto(true)
+            .build()
+            .unwrap())
+    };
+    let (shop, admin) = (named("shop.sid"), named("admin.sid"));
+    let cookie = req(&shop, "/count", None).await.cookie().unwrap();
+    let value = value_of(&cookie);
+    assert_eq!(
+        req(&shop, "/count", Some(&format!("shop.sid={value}")))
+            .await
+            .body,
+        "count: 2"
+    );
+    let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
+    assert_eq!(r.body, "count: 1");
 }

@@ -115,7 +115,7 @@ async fn untouched_route_makes_no_store_call_and_no_cookie() {
     let first = req(&app, "/count", None).await;
     let cookie = first.cookie().unwrap();
     let calls = store.calls();
-    for c in [None, Some(cookie.as_str()), Some("carafe.sid=garbage")] {
+    for c in [None, Some(cookie.as_str()), Some("__Host-carafe.sid=garbage")] {
         let r = req(&app, "/health", c).await;
         assert_eq!(r.status, 200);
         assert!(r.set_cookies.is_empty());
@@ -210,7 +210,7 @@ async fn set_cookie_has_safe_attributes_and_cache_headers() {
     let app = counter_app(layer_for(MemoryStore::new(), &clock).auto(true).build().unwrap());
     let r = req(&app, "/count", None).await;
     let set = &r.set_cookies[0];
-    assert!(set.starts_with("carafe.sid="), "{set}");
+    assert!(set.starts_with("__Host-carafe.sid="), "{set}");
     for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(set.contains(attr), "{attr} missing in {set}");
     }
@@ -775,6 +775,7 @@ async fn a_hung_store_times_out() {
     let clock = MockClock::default();
     let app = counter_app(
         layer_for(Hang, &clock)
+            .secure(false)
             .store_timeout(std::time::Duration::from_millis(200))
             .build()
             .unwrap(),
@@ -1088,7 +1089,10 @@ async fn file_store_never_leaves_its_directory_for_hostile_cookies() {
         "\\..\\..\\x",
     ] {
         let tag = "A".repeat(43);
-        for cookie in [format!("carafe.sid={value}"), format!("carafe.sid={value}.{tag}")] {
+        for cookie in [
+            format!("__Host-carafe.sid={value}"),
+            format!("__Host-carafe.sid={value}.{tag}"),
+        ] {
             let r = req(&app, "/count", Some(&cookie)).await;
             assert_eq!(r.status, 200);
         }

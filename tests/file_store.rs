@@ -73,7 +73,7 @@ fn only_record(dir: &Path) -> PathBuf {
     dir.join(&names[0])
 }
 
-/// The session id in a `carafe.sid=<id>.<tag>` cookie (the part before the
+/// The session id in a `__Host-carafe.sid=<id>.<tag>` cookie (the part before the
 /// signature).
 fn id_of(cookie: &str) -> String {
     let value = cookie.split_once('=').unwrap().1;

@@ -99,11 +99,16 @@ async fn untyped_data_and_forged_or_empty_cookies() {
         let mut data = Data::new();
         data.insert("auth.user".into(), json!("linus"));
         let cookie = layer.create_session(data).await.unwrap();
-        assert!(cookie.starts_with("carafe.sid="), "{store}: {cookie}");
+        assert!(cookie.starts_with("__Host-carafe.sid="), "{store}: {cookie}");
         let mut client = TestClient::new(app(layer.clone())).with_cookie(&cookie);
         assert_eq!(client.get("/whoami").await.text(), "linus 1", "{store}");
 
-        for forged in ["carafe.sid=forged", "", "other=1", "carafe.sid=\u{e9}"] {
+        for forged in [
+            "__Host-carafe.sid=forged",
+            "",
+            "other=1",
+            "__Host-carafe.sid=\u{e9}",
+        ] {
             assert_eq!(
                 layer.read_session(forged).await.unwrap(),
                 None,

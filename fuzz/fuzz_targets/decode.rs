@@ -18,7 +18,7 @@ fn genuine() -> &'static [u8] {
             r#"{"i":"0123456789abcdef0123456789abcdef","c":1900000000,"a":1900000000,"#,
             r#""e":1900003600,"d":{"count":1,"user":"ada"}}"#
         );
-        let value = CookieStore::__seal(&key, 1, plaintext.as_bytes());
+        let value = CookieStore::__seal(&key, "__Host-carafe.sid", 2, plaintext.as_bytes());
         assert!(
             CookieStore::__fuzz_decode(value.as_bytes()).is_some(),
             "the genuine cookie decodes"

@@ -8,7 +8,7 @@ use cookie::SameSite;
 
 use crate::backend::{Backend, IntoBackend};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{to_time, Config, CookieExpiry};
+use crate::config::{to_time, Config, CookieExpiry, CLIENT_ABSOLUTE_LIFETIME, PLAIN_COOKIE_NAME};
 use crate::error::ConfigError;
 use crate::key::{Key, Keys};
 use crate::layer::SessionLayer;
@@ -42,6 +42,9 @@ pub struct SessionLayerBuilder {
     old: Vec<Result<Key, ConfigError>>,
     clock: Arc<dyn Clock>,
     errors: Vec<ConfigError>,
+    /// Whether the application named the cookie (otherwise `build` picks
+    /// the name from the attributes).
+    named: bool,
 }
 
 impl SessionLayerBuilder {
@@ -53,6 +56,7 @@ impl SessionLayerBuilder {
             old: Vec::new(),
             clock: Arc::new(SystemClock),
             errors: Vec::new(),
+            named: false,
         }
     }
 
@@ -100,13 +104,25 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// The cookie's name (Beaker's `key`). Default `carafe.sid`.
+    /// The cookie's name (Beaker's `key`). Default `__Host-carafe.sid`
+    /// when the `__Host-` prefix's rules hold (`Secure`, `Path=/`, no
+    /// `Domain`, as by default), otherwise `carafe.sid`.
+    ///
+    /// A name with the `__Host-` prefix must have those attributes, and one
+    /// with `__Secure-` must be `Secure` (browsers refuse such cookies
+    /// otherwise): [`build`](Self::build) checks it. Prefixes are matched
+    /// without regard to case, as browsers do.
     ///
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
     /// let err = SessionLayer::builder(MemoryStore::new())
     ///     .secret([0u8; 32]).cookie_name("bad name;").build().unwrap_err();
     /// assert!(matches!(err, carafe::ConfigError::InvalidCookieName(_)));
+    ///
+    /// let err = SessionLayer::builder(MemoryStore::new())
+    ///     .secret([0u8; 32]).cookie_name("__Host-sid").cookie_domain("example.com")
+    ///     .build().unwrap_err();
+    /// assert!(matches!(err, carafe::ConfigError::HostPrefix { .. }));
     /// ```
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
@@ -116,6 +132,7 @@ impl SessionLayerBuilder {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if valid {
             self.config.cookie_name = name;
+            self.named = true;
         } else {
             self.errors.push(ConfigError::InvalidCookieName(name));
         }
@@ -263,8 +280,10 @@ impl SessionLayerBuilder {
     }
 
     /// How long a session may live at all, however active, counted from its
-    /// creation. Default: no limit beyond the idle timeout. (Beaker has no
-    /// such option.)
+    /// creation. Default: no limit beyond the idle timeout for server-side
+    /// stores; 30 days for the cookie store, whose cookies cannot be revoked
+    /// (a copied cookie would otherwise stay valid as long as it is used).
+    /// (Beaker has no such option.)
     ///
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
@@ -374,7 +393,9 @@ impl SessionLayerBuilder {
     ///
     /// The first [`ConfigError`] found: no secret, a secret shorter than 32
     /// bytes, an invalid cookie name, path or domain, `SameSite=None`
-    /// without `Secure`, or a duration that must be positive and is not.
+    /// without `Secure`, a `__Host-` or `__Secure-` cookie name without the
+    /// attributes its prefix needs, or a duration that must be positive and
+    /// is not.
     ///
     /// ```
     /// # use carafe::{MemoryStore, SessionLayer};
@@ -385,6 +406,11 @@ impl SessionLayerBuilder {
         if self.backend.is_client() {
             // The session lives in the cookie: a flood fills no store.
             self.config.unconfirmed_timeout = None;
+            // A copied cookie cannot be revoked; without an absolute
+            // lifetime it could be refreshed for ever.
+            if self.config.absolute_lifetime.is_none() {
+                self.config.absolute_lifetime = Some(to_time(CLIENT_ABSOLUTE_LIFETIME));
+            }
         }
         if let Some(err) = self.errors.into_iter().next() {
             return Err(err);
@@ -394,15 +420,158 @@ impl SessionLayerBuilder {
         if self.config.same_site == SameSite::None && !self.config.secure {
             return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
+        if !self.named && host_prefix_problem(&self.config).is_some() {
+            self.config.cookie_name = PLAIN_COOKIE_NAME.into();
+        }
+        check_prefix(&self.config)?;
+        let keys = Keys::new(current, old, &self.config.cookie_name);
         Ok(SessionLayer::from_shared(Shared {
             config: self.config,
-            keys: Keys::new(current, old),
+            keys,
             backend: self.backend,
             clock: self.clock,
         }))
     }
 }
 
+/// Which of the `__Host-` prefix's rules the attributes break, if any.
+fn host_prefix_problem(config: &Config) -> Option<&'static str> {
+    if !config.secure {
+        Some("the cookie is not Secure")
+    } else if config.cookie_path != "/" {
+        Some("the cookie's Path is not /")
+    } else if config.cookie_domain.is_some() {
+        Some("the cookie has a Domain")
+    } else {
+        None
+    }
+}
+
+/// The `__Host-` and `__Secure-` prefixes' rules, for the cookie's name.
+fn check_prefix(config: &Config) -> Result<(), ConfigError> {
+    let name = &config.cookie_name;
+    let has = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    };
+    if has("__Host-") {
+        if let Some(problem) = host_prefix_problem(config) {
+            return Err(ConfigError::HostPrefix {
+                name: name.clone(),
+                problem,
+            });
+        }
+    } else if has("__Secure-") && !config.secure {
+        return Err(ConfigError::SecurePrefix(name.clone()));
+    }
+    Ok(())
+}
+
 fn attribute_ok(value: &str) -> bool {
     value.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    /// `(name, secure, path, domain)` → the name `build` settles on, or the
+    /// error it gives.
+    #[test]
+    fn cookie_prefix_rules() {
+        type Case = (
+            Option<&'static str>,
+            bool,
+            &'static str,
+            Option<&'static str>,
+            Result<&'static str, &'static str>,
+        );
+        let cases: &[Case] = &[
+            // the default name follows the attributes
+            (None, true, "/", None, Ok("__Host-carafe.sid")),
+            (None, false, "/", None, Ok("carafe.sid")),
+            (None, true, "/app", None, Ok("carafe.sid")),
+            (None, true, "/", Some("example.com"), Ok("carafe.sid")),
+            // a chosen name is kept, or refused if its prefix's rules fail
+            (Some("sid"), false, "/app", Some("example.com"), Ok("sid")),
+            (Some("__Host-sid"), true, "/", None, Ok("__Host-sid")),
+            (Some("__Host-sid"), false, "/", None, Err("HostPrefix")),
+            (Some("__Host-sid"), true, "/app", None, Err("HostPrefix")),
+            (
+                Some("__Host-sid"),
+                true,
+                "/",
+                Some("example.com"),
+                Err("HostPrefix"),
+            ),
+            (Some("__host-sid"), false, "/", None, Err("HostPrefix")),
+            (
+                Some("__HOST-sid"),
+                true,
+                "/",
+                Some("a.example"),
+                Err("HostPrefix"),
+            ),
+            (
+                Some("__Secure-sid"),
+                true,
+                "/app",
+                Some("example.com"),
+                Ok("__Secure-sid"),
+            ),
+            (Some("__Secure-sid"), false, "/", None, Err("SecurePrefix")),
+            (Some("__secure-sid"), false, "/", None, Err("SecurePrefix")),
+            // not a prefix: no rule
+            (Some("_Host-sid"), false, "/", None, Ok("_Host-sid")),
+            (Some("__Host"), false, "/", None, Ok("__Host")),
+        ];
+        for &(name, secure, path, domain, expected) in cases {
+            let mut b = SessionLayerBuilder::new(MemoryStore::new())
+                .secret([9u8; 32])
+                .secure(secure)
+                .cookie_path(path);
+            if let Some(name) = name {
+                b = b.cookie_name(name);
+            }
+            if let Some(domain) = domain {
+                b = b.cookie_domain(domain);
+            }
+            let got = match b.build() {
+                Ok(layer) => Ok(layer.cookie_name().to_owned()),
+                Err(ConfigError::HostPrefix { .. }) => Err("HostPrefix"),
+                Err(ConfigError::SecurePrefix(_)) => Err("SecurePrefix"),
+                Err(other) => panic!("{name:?}: unexpected {other}"),
+            };
+            let case = (name, secure, path, domain);
+            assert_eq!(got.as_deref().map_err(|e| *e), expected, "{case:?}");
+        }
+    }
+
+    #[cfg(feature = "cookie-store")]
+    #[test]
+    fn the_cookie_store_gets_a_default_absolute_lifetime() {
+        let layer = SessionLayerBuilder::new(crate::CookieStore::new())
+            .secret([9u8; 32])
+            .build()
+            .unwrap();
+        assert_eq!(
+            layer.shared().config.absolute_lifetime,
+            Some(to_time(CLIENT_ABSOLUTE_LIFETIME))
+        );
+        let chosen = SessionLayerBuilder::new(crate::CookieStore::new())
+            .secret([9u8; 32])
+            .absolute_lifetime(std::time::Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        assert_eq!(
+            chosen.shared().config.absolute_lifetime,
+            Some(time::Duration::hours(1))
+        );
+        let server = SessionLayerBuilder::new(MemoryStore::new())
+            .secret([9u8; 32])
+            .build()
+            .unwrap();
+        assert_eq!(server.shared().config.absolute_lifetime, None);
+    }
 }

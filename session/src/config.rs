@@ -27,6 +27,19 @@ pub(crate) fn to_time(duration: std::time::Duration) -> Duration {
     Duration::try_from(duration).unwrap_or(Duration::MAX)
 }
 
+/// The cookie's name when none is given and the `__Host-` prefix's rules
+/// hold (`Secure`, `Path=/`, no `Domain`): the browser then refuses the
+/// cookie from a sibling subdomain or over plain HTTP (ASVS 3.4.4).
+pub(crate) const DEFAULT_COOKIE_NAME: &str = "__Host-carafe.sid";
+/// The cookie's name when none is given and the prefix's rules do not
+/// hold (a `Domain`, a narrower `Path`, or `secure(false)`).
+pub(crate) const PLAIN_COOKIE_NAME: &str = "carafe.sid";
+
+/// The cookie store's absolute lifetime when none is set: a copied cookie
+/// cannot be revoked, so it must not be refreshable for ever.
+pub(crate) const CLIENT_ABSOLUTE_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 60 * 60);
+
 /// Settings fixed when the layer is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -50,7 +63,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            cookie_name: "carafe.sid".into(),
+            cookie_name: DEFAULT_COOKIE_NAME.into(),
             cookie_path: "/".into(),
             cookie_domain: None,
             secure: true,

@@ -39,6 +39,21 @@ pub enum ConfigError {
         /// The option's name.
         option: &'static str,
     },
+    /// A cookie name with the `__Host-` prefix without the attributes the
+    /// prefix requires: browsers silently refuse to store such a cookie.
+    #[error(
+        "the cookie name {name:?} has the __Host- prefix, which needs Secure, Path=/ and no \
+         Domain: {problem}"
+    )]
+    HostPrefix {
+        /// The cookie name.
+        name: String,
+        /// Which rule is broken.
+        problem: &'static str,
+    },
+    /// A cookie name with the `__Secure-` prefix without `Secure`.
+    #[error("the cookie name {0:?} has the __Secure- prefix, which needs Secure")]
+    SecurePrefix(String),
     /// The store given is not usable with the other options.
     #[error("{0}")]
     Store(String),

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroize;
 
 use crate::error::ConfigError;
 use crate::id::{SessionId, ID_LEN};
@@ -30,6 +31,9 @@ const TAG_B64_LEN: usize = 43;
 pub(crate) const SIGNED_LEN: usize = ID_LEN + 1 + TAG_B64_LEN;
 
 /// Keys derived from one application secret.
+///
+/// The derived keys are wiped from memory when the `Key` is dropped, and its
+/// `Debug` output shows none of them.
 ///
 /// ```
 /// let key = carafe::Key::from_secret(b"a secret of at least thirty-two bytes!")?;
@@ -62,12 +66,15 @@ impl Key {
             });
         }
         let hk = Hkdf::<Sha256>::new(Some(b"carafe v1"), secret);
-        let mut signing = [0u8; 32];
-        let mut encryption = [0u8; 32];
+        // Derived in place, so that no copy is left behind unwiped.
+        let mut key = Key {
+            signing: [0u8; 32],
+            encryption: [0u8; 32],
+        };
         // 32 bytes is far below HKDF-SHA256's limit of 8160: expand cannot fail.
-        let _ = hk.expand(b"cookie signing", &mut signing);
-        let _ = hk.expand(b"cookie encryption", &mut encryption);
-        Ok(Key { signing, encryption })
+        let _ = hk.expand(b"cookie signing", &mut key.signing);
+        let _ = hk.expand(b"cookie encryption", &mut key.encryption);
+        Ok(key)
     }
 
     /// A random key from the operating system's CSPRNG, for one run of a
@@ -80,19 +87,28 @@ impl Key {
     pub fn generate() -> Self {
         let mut secret = [0u8; 64];
         fill_random(&mut secret);
-        match Key::from_secret(secret) {
+        let key = Key::from_secret(secret);
+        secret.zeroize();
+        match key {
             Ok(key) => key,
             Err(_) => unreachable!("64 bytes is longer than the minimum"),
         }
     }
 
-    fn mac(&self, id: &str) -> HmacSha256 {
+    /// The HMAC state for signing ids of the cookie named `cookie_name`,
+    /// keyed and with the purpose and the name already absorbed: a cookie
+    /// signed for one cookie name does not verify under another, even with
+    /// the same secret.
+    fn signer(&self, cookie_name: &str) -> HmacSha256 {
         let mut mac = match HmacSha256::new_from_slice(&self.signing) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
+        // Cookie names hold no NUL (the builder checks them): the input is
+        // unambiguous.
         mac.update(b"carafe session id\0");
-        mac.update(id.as_bytes());
+        mac.update(cookie_name.as_bytes());
+        mac.update(b"\0");
         mac
     }
 
@@ -100,6 +116,13 @@ impl Key {
     #[cfg(feature = "cookie-store")]
     pub(crate) fn encryption_key(&self) -> &[u8; 32] {
         &self.encryption
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.signing.zeroize();
+        self.encryption.zeroize();
     }
 }
 
@@ -118,16 +141,47 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// The current key and the old ones still accepted.
-#[derive(Clone, Debug)]
+/// The current key and the old ones still accepted, for one cookie name.
+#[derive(Clone)]
 pub(crate) struct Keys {
     current: Key,
     old: Vec<Key>,
+    /// The cookie name every signature and (client-side) ciphertext is
+    /// bound to.
+    cookie_name: String,
+    /// One signing state per key, current first, keyed once here rather
+    /// than on every request (HMAC's key schedule is two of the five
+    /// SHA-256 compressions a verification would otherwise cost).
+    signers: Vec<HmacSha256>,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("cookie_name", &self.cookie_name)
+            .field("old", &self.old.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keys {
-    pub(crate) fn new(current: Key, old: Vec<Key>) -> Self {
-        Keys { current, old }
+    pub(crate) fn new(current: Key, old: Vec<Key>, cookie_name: &str) -> Self {
+        let signers = std::iter::once(&current)
+            .chain(&old)
+            .map(|key| key.signer(cookie_name))
+            .collect();
+        Keys {
+            current,
+            old,
+            cookie_name: cookie_name.to_owned(),
+            signers,
+        }
+    }
+
+    /// The cookie name the keys are bound to.
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) fn cookie_name(&self) -> &str {
+        &self.cookie_name
     }
 
     #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
@@ -145,7 +199,9 @@ impl Keys {
     pub(crate) fn sign(&self, id: &SessionId) -> String {
         let mut buf = [0u8; ID_LEN];
         let id = id.encode(&mut buf);
-        let tag = self.current.mac(id).finalize().into_bytes();
+        let mut mac = self.signers[0].clone();
+        mac.update(id.as_bytes());
+        let tag = mac.finalize().into_bytes();
         let mut value = String::with_capacity(SIGNED_LEN);
         value.push_str(id);
         value.push('.');
@@ -168,9 +224,11 @@ impl Keys {
             return None;
         }
         let tag = &raw[..32];
-        let index = std::iter::once(&self.current)
-            .chain(&self.old)
-            .position(|key| key.mac(id).verify_slice(tag).is_ok())?;
+        let index = self.signers.iter().position(|signer| {
+            let mut mac = signer.clone();
+            mac.update(id.as_bytes());
+            mac.verify_slice(tag).is_ok()
+        })?;
         Some((parsed, index > 0))
     }
 }
@@ -180,7 +238,7 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::new(Key::from_secret([7u8; 32]).unwrap(), vec![])
+        Keys::new(Key::from_secret([7u8; 32]).unwrap(), vec![], "sid")
     }
 
     #[test]
@@ -216,12 +274,34 @@ mod tests {
         let old = Key::from_secret([1u8; 32]).unwrap();
         let new = Key::from_secret([2u8; 32]).unwrap();
         let id = SessionId::generate();
-        let signed_old = Keys::new(old.clone(), vec![]).sign(&id);
-        assert_eq!(Keys::new(new.clone(), vec![]).verify(&signed_old), None);
-        let rotated = Keys::new(new, vec![old]);
+        let signed_old = Keys::new(old.clone(), vec![], "sid").sign(&id);
+        assert_eq!(Keys::new(new.clone(), vec![], "sid").verify(&signed_old), None);
+        let rotated = Keys::new(new, vec![old], "sid");
         assert_eq!(rotated.verify(&signed_old), Some((id.clone(), true)));
         assert_eq!(rotated.verify(&rotated.sign(&id)), Some((id.clone(), false)));
         assert_ne!(rotated.sign(&id), signed_old);
+    }
+
+    #[test]
+    fn a_cookie_is_bound_to_its_name() {
+        let key = Key::from_secret([5u8; 32]).unwrap();
+        let id = SessionId::generate();
+        let app = Keys::new(key.clone(), vec![], "app.sid");
+        let admin = Keys::new(key.clone(), vec![], "admin.sid");
+        let value = app.sign(&id);
+        assert_eq!(admin.verify(&value), None);
+        assert_eq!(app.verify(&value), Some((id.clone(), false)));
+        // An old key is bound to the name as well.
+        let rotated = Keys::new(Key::from_secret([6u8; 32]).unwrap(), vec![key], "admin.sid");
+        assert_eq!(rotated.verify(&value), None);
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let key = Key::from_secret([9u8; 32]).unwrap();
+        let keys = Keys::new(key.clone(), vec![key.clone()], "sid");
+        let shown = format!("{key:?} {keys:?}");
+        assert_eq!(shown, "Key(..) Keys { cookie_name: \"sid\", old: 1, .. }");
     }
 
     #[test]

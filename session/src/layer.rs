@@ -71,7 +71,25 @@ impl SessionLayer {
         SessionLayerBuilder::new(store)
     }
 
-    #[cfg(feature = "test-util")]
+    /// The session cookie's name, as [`build`](SessionLayerBuilder::build)
+    /// settled it: the one given, or the default for the cookie's
+    /// attributes (`__Host-carafe.sid`, or `carafe.sid` when the `__Host-`
+    /// prefix's rules do not hold).
+    ///
+    /// ```
+    /// # use carafe::{MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).build()?;
+    /// assert_eq!(layer.cookie_name(), "__Host-carafe.sid");
+    /// let layer = SessionLayer::builder(MemoryStore::new()).secret([0u8; 32]).secure(false).build()?;
+    /// assert_eq!(layer.cookie_name(), "carafe.sid");
+    /// # Ok::<(), carafe::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn cookie_name(&self) -> &str {
+        &self.shared.config.cookie_name
+    }
+
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

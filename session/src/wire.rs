@@ -307,7 +307,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         finish(&mut headers, CookieAction::Remove);
         let set = headers[SET_COOKIE].to_str().unwrap();
-        assert!(set.starts_with("carafe.sid=;"), "{set}");
+        assert!(set.starts_with("__Host-carafe.sid=;"), "{set}");
         assert!(
             set.contains("Max-Age=0") && set.contains("Secure") && set.contains("HttpOnly"),
             "{set}"

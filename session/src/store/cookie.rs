@@ -9,15 +9,17 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::backend::{sealed, Backend, ClientCodec, IntoBackend};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_COOKIE_NAME};
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::key::{fill_random, Key, Keys};
 use crate::record::{Data, Record};
 use crate::wire::session_cookie;
 
-/// The format version, the first byte of every cookie.
-const VERSION: u8 = 1;
+/// The format version, the first byte of every cookie. Version 2 binds the
+/// cookie's name into the associated data; version 1 cookies (which did
+/// not) are refused, so they start fresh sessions.
+const VERSION: u8 = 2;
 /// AES-GCM nonce length.
 const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.
@@ -106,8 +108,8 @@ const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 /// into 4. A
 /// session whose data is `D` bytes of JSON has a cookie value of
 /// `⌈4 (D + 119) / 3⌉` bytes: 162 for an empty session. With the default
-/// cookie name and attributes (`carafe.sid=`, `Path=/`, `HttpOnly`,
-/// `SameSite=Lax`, `Secure`: 51 bytes besides the value), data of up to 2914
+/// cookie name and attributes (`__Host-carafe.sid=`, `Path=/`, `HttpOnly`,
+/// `SameSite=Lax`, `Secure`: 58 bytes besides the value), data of up to 2909
 /// bytes of JSON fits in 4096.
 ///
 /// Incoming cookie values longer than the limit are not even decoded.
@@ -118,7 +120,11 @@ const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 ///   live sessions, so [`Session::delete`](crate::Session::delete) (logout)
 ///   only tells the browser to drop its cookie; a copy of the cookie made
 ///   before stays valid until its idle timeout or absolute lifetime runs out.
-///   Keep both short. The one lever is the secret: **rotating the secret and
+///   Keep both short. So that a copied cookie cannot be refreshed for ever,
+///   the absolute lifetime defaults to **30 days** with this store (set
+///   `absolute_lifetime` to change it); it is counted from the session's
+///   creation, which `cycle_id()` keeps.
+/// * **List or revoke a user's sessions.** Nothing server-side knows them. The one lever is the secret: **rotating the secret and
 ///   dropping the old one logs everyone out at once** (a global logout).
 /// * **Hide the session's size.** The data is encrypted, but the cookie's
 ///   length tells anyone who sees it roughly how much data the session holds.
@@ -224,23 +230,31 @@ impl CookieStore {
         self.max_cookie_bytes
     }
 
-    /// Test support, not public API: decodes `value` as the layer would with
-    /// `key` as the current key and `old` as old keys.
+    /// Test support, not public API: decodes `value` as a layer whose cookie
+    /// is named `cookie_name` would, with `key` as the current key and `old`
+    /// as old keys.
     #[doc(hidden)]
     #[must_use]
-    pub fn __open(&self, key: &Key, old: &[Key], value: &[u8]) -> Option<(SessionId, Record)> {
+    pub fn __open(
+        &self,
+        cookie_name: &str,
+        key: &Key,
+        old: &[Key],
+        value: &[u8],
+    ) -> Option<(SessionId, Record)> {
         let value = std::str::from_utf8(value).ok()?;
-        Codec::from(self).decode(&Keys::new(key.clone(), old.to_vec()), value)
+        Codec::from(self).decode(&Keys::new(key.clone(), old.to_vec(), cookie_name), value)
     }
 
     /// Test support, not public API: encrypts `plaintext` (not checked to be
     /// JSON) under `key` with the format's layout and `version` (the real one
-    /// is 1), without any size limit.
+    /// is 2), for a layer whose cookie is named `cookie_name`, without any
+    /// size limit.
     #[doc(hidden)]
     #[must_use]
-    pub fn __seal(key: &Key, version: u8, plaintext: &[u8]) -> String {
+    pub fn __seal(key: &Key, cookie_name: &str, version: u8, plaintext: &[u8]) -> String {
         // Encryption fails only for plaintexts beyond GCM's 64 GiB limit.
-        seal(key, version, plaintext).unwrap_or_default()
+        seal(key, cookie_name, version, plaintext).unwrap_or_default()
     }
 
     /// Fuzzing entry point, not public API: decodes arbitrary bytes as a
@@ -249,7 +263,7 @@ impl CookieStore {
     #[must_use]
     pub fn __fuzz_decode(bytes: &[u8]) -> Option<(SessionId, Record)> {
         let key = Key::from_secret(FUZZ_SECRET).ok()?;
-        CookieStore::default().__open(&key, &[], bytes)
+        CookieStore::default().__open(DEFAULT_COOKIE_NAME, &key, &[], bytes)
     }
 
     /// The secret [`__fuzz_decode`](Self::__fuzz_decode) uses, for building a
@@ -309,19 +323,24 @@ fn base64_len(n: usize) -> usize {
     (4 * n).div_ceil(3)
 }
 
-fn aad(version: u8) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + PURPOSE.len());
+/// The associated data: the version, the purpose and the cookie's name, so
+/// that a cookie cannot be moved to another layer (another cookie name)
+/// that shares the secret.
+fn aad(version: u8, cookie_name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(2 + PURPOSE.len() + cookie_name.len());
     aad.push(version);
     aad.extend_from_slice(PURPOSE);
+    aad.push(0);
+    aad.extend_from_slice(cookie_name.as_bytes());
     aad
 }
 
 /// `base64url(version || nonce || AES-256-GCM(plaintext))`.
-fn seal(key: &Key, version: u8, plaintext: &[u8]) -> Result<String, StoreError> {
+fn seal(key: &Key, cookie_name: &str, version: u8, plaintext: &[u8]) -> Result<String, StoreError> {
     let cipher = Aes256Gcm::new(key.encryption_key().into());
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    let aad = aad(version);
+    let aad = aad(version, cookie_name);
     let sealed = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -355,7 +374,7 @@ impl ClientCodec for Codec {
         }
         let (nonce, sealed) = rest.split_at_checked(NONCE_LEN)?;
         let nonce = Nonce::from_slice(nonce);
-        let aad = aad(version);
+        let aad = aad(version, keys.cookie_name());
         let plaintext = keys.all().find_map(|key| {
             Aes256Gcm::new(key.encryption_key().into())
                 .decrypt(
@@ -407,7 +426,7 @@ impl ClientCodec for Codec {
                 limit: self.limit,
             });
         }
-        let value = seal(keys.current(), VERSION, &plaintext)?;
+        let value = seal(keys.current(), keys.cookie_name(), VERSION, &plaintext)?;
         debug_assert_eq!(value.len(), value_len);
         Ok(value)
     }

@@ -66,7 +66,7 @@ impl SessionLayer {
     /// let mut data = carafe::store::Data::new();
     /// data.insert("user".into(), "ada".into());
     /// let cookie = layer.create_session(data).await.unwrap();
-    /// assert!(cookie.starts_with("carafe.sid="));
+    /// assert!(cookie.starts_with("__Host-carafe.sid="));
     /// # });
     /// ```
     pub async fn create_session(&self, data: Data) -> Result<String, SessionError> {
@@ -136,7 +136,7 @@ impl SessionLayer {
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let layer = carafe::SessionLayer::builder(carafe::MemoryStore::new()).secret([7u8; 32]).build().unwrap();
-    /// assert_eq!(layer.read_session("carafe.sid=forged").await.unwrap(), None);
+    /// assert_eq!(layer.read_session("__Host-carafe.sid=forged").await.unwrap(), None);
     /// # });
     /// ```
     pub async fn read_session(&self, cookie: &str) -> Result<Option<Data>, SessionError> {
