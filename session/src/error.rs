@@ -79,6 +79,16 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("session store did not answer within {0:?}")]
     Timeout(Duration),
+    /// The file store's data directory is not safe to keep sessions in: it
+    /// is writable by other users, or owned by another user, so they could
+    /// plant, replace or read records.
+    #[error("unsafe session directory {}: {problem}", path.display())]
+    UnsafeDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The session is too large for the store.
     #[error("session too large: {size} bytes, the limit is {limit}")]
     TooLarge {

@@ -41,7 +41,12 @@ const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 /// * Records are files named after the session's [`StoreKey`] (a hash of the
 ///   session id), so the directory never holds a usable session id.
 /// * Files are created with mode 0600 and the directory, when the store
-///   creates it, with mode 0700 (on Unix).
+///   creates it, with mode 0700 (on Unix). An existing directory owned by
+///   another user, or writable by group or others, is refused
+///   ([`StoreError::UnsafeDirectory`]).
+/// * Records are opened without following symbolic links (`O_NOFOLLOW`),
+///   and the opened file, not the path, must be a regular file: a link or
+///   FIFO planted under a record's name loads as [`StoreError::Corrupt`].
 /// * Saves are atomic (write to a temporary file, `fsync`, rename) and
 ///   merge under a per-session lock, so two overlapping requests that change
 ///   different keys both keep their changes.
@@ -94,7 +99,10 @@ impl FileStore {
 
     /// A store keeping its files in `dir`, which is created (with its
     /// parents, mode 0700 on Unix) if missing. An existing directory is used
-    /// as it is: its permissions are not changed.
+    /// as it is (its permissions are not changed) if it is safe: on Unix it
+    /// must belong to the process's user and be neither group- nor
+    /// world-writable, since whoever can write to it could plant or replace
+    /// session records.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -107,7 +115,20 @@ impl FileStore {
     /// # Errors
     ///
     /// [`StoreError::Io`] when the directory cannot be created, or `dir`
-    /// exists and is not a directory.
+    /// exists and is not a directory; [`StoreError::UnsafeDirectory`] when
+    /// it is owned by another user or writable by group or others.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[cfg(unix)] {
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let tmp = tempfile::tempdir()?;
+    /// std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777))?;
+    /// let err = carafe::FileStore::new(tmp.path()).unwrap_err();
+    /// assert!(matches!(err, carafe::StoreError::UnsafeDirectory { .. }));
+    /// # }
+    /// # Ok(()) }
+    /// ```
     pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let dir = dir.into();
         let mut builder = fs::DirBuilder::new();
@@ -118,11 +139,15 @@ impl FileStore {
             builder.mode(0o700);
         }
         builder.create(&dir)?;
-        if !fs::metadata(&dir)?.is_dir() {
+        let meta = fs::metadata(&dir)?;
+        if !meta.is_dir() {
             return Err(StoreError::Io(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("{} exists and is not a directory", dir.display()),
             )));
+        }
+        if let Some(problem) = unsafe_dir(&meta) {
+            return Err(StoreError::UnsafeDirectory { path: dir, problem });
         }
         Ok(FileStore {
             inner: Arc::new(Inner {
@@ -271,25 +296,59 @@ fn is_temp_name(name: &str) -> bool {
         && random.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// What makes the data directory unsafe, if anything: on Unix, another
+/// user owns it, or its group or others may write to it.
+#[cfg(unix)]
+fn unsafe_dir(meta: &fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        Some("it is owned by another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("it is writable by its group or by others")
+    } else {
+        None
+    }
+}
+
+#[cfg(not(unix))]
+fn unsafe_dir(_: &fs::Metadata) -> Option<&'static str> {
+    None
+}
+
+/// Opens `path` for reading without following a symbolic link in its last
+/// component (a link planted in the directory is never followed out of it).
+fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Also O_NONBLOCK: opening a FIFO planted under a record's name
+        // must not hang; the type check below refuses it.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        options.custom_flags(flags.bits() as i32);
+    }
+    options.open(path)
+}
+
 /// Reads the record at `path`: `None` if there is no file, `Corrupt` if it is
 /// not a regular file, is larger than `limit` or is not a record.
 fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> {
-    // `symlink_metadata` does not follow links: a link planted in the
-    // directory is never followed out of it.
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
+    let file = match open_no_follow(path) {
+        Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // ELOOP: the name is a symbolic link.
+        #[cfg(unix)]
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(StoreError::Corrupt("record is not a regular file".into()));
+        }
         Err(err) => return Err(err.into()),
     };
-    if !meta.file_type().is_file() {
+    // The opened file's type, not the path's: nothing can swap it between
+    // the check and the read.
+    if !file.metadata()?.file_type().is_file() {
         return Err(StoreError::Corrupt("record is not a regular file".into()));
     }
-    let file = match fs::File::open(path) {
-        Ok(file) => file,
-        // Deleted between the two calls.
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap).read_to_end(&mut bytes)?;
@@ -905,6 +964,80 @@ mod tests {
         assert!(record_key(&format!("{good}.json")).is_some());
         assert!(record_key(&good).is_none());
         assert!(record_key(&format!("{good}.json.bak")).is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_dir_must_be_private_to_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for (mode, safe) in [
+            (0o700, true),
+            (0o755, true),
+            (0o750, true),
+            (0o500, true),
+            (0o770, false),
+            (0o720, false),
+            (0o702, false),
+            (0o777, false),
+            (0o1777, false),
+        ] {
+            let dir = tmp.path().join(format!("d{mode:o}"));
+            fs::create_dir(&dir).expect("mkdir");
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).expect("chmod");
+            match FileStore::new(&dir) {
+                Ok(_) => assert!(safe, "{mode:o} must be refused"),
+                Err(StoreError::UnsafeDirectory { path, problem }) => {
+                    assert!(!safe, "{mode:o} must be accepted");
+                    assert_eq!(path, dir);
+                    assert!(problem.contains("writable"), "{problem}");
+                }
+                Err(other) => panic!("{mode:o}: {other}"),
+            }
+            // The store never changes an existing directory's mode.
+            let now = fs::metadata(&dir).expect("meta").permissions().mode() & 0o7777;
+            assert_eq!(now, mode);
+        }
+        // Owned by another user: as root, give a directory away; otherwise
+        // `/` is one (and is not writable by group or others).
+        let theirs = if rustix::process::geteuid().is_root() {
+            let dir = tmp.path().join("theirs");
+            fs::create_dir(&dir).expect("mkdir");
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown");
+            dir
+        } else {
+            PathBuf::from("/")
+        };
+        match FileStore::new(&theirs) {
+            Err(StoreError::UnsafeDirectory { problem, .. }) => {
+                assert!(problem.contains("another user"), "{problem}");
+            }
+            other => panic!("another user's directory: {other:?}"),
+        }
+        // A directory the store creates itself is private.
+        FileStore::new(tmp.path().join("new/nested")).expect("new");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_fifo_under_a_records_name_is_corrupt_and_does_not_hang() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(tmp.path()).expect("new");
+        let key = SessionId::generate().store_key();
+        let path = tmp.path().join(format!("{}.json", key.as_str()));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .expect("mkfifo");
+        let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&key));
+        assert!(matches!(
+            load.await.expect("a FIFO must not block the load"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[cfg(unix)]
