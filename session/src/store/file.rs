@@ -398,13 +398,21 @@ fn write_atomic(dir: &Path, key: &StoreKey, bytes: &[u8]) -> Result<(), StoreErr
         let _ = fs::remove_file(&temp);
         return Err(err.into());
     }
-    // Make the rename itself durable. Some file systems refuse to sync a
-    // directory; the record is written either way.
+    // Make the rename itself durable.
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Flushes the directory's entries to disk, so that a rename or removal
+/// survives a crash. Best effort: some file systems refuse to sync a
+/// directory, and the operation itself has happened either way.
+fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Ok(dir) = fs::File::open(dir) {
         let _ = dir.sync_all();
     }
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Moves `from`'s record to `to` with `change` merged in (under both keys'
@@ -435,10 +443,7 @@ fn cycle_files(
     let bytes = encode(&record, limit)?;
     write_atomic(dir, from, &bytes)?;
     fs::rename(&from_path, &to_path)?;
-    #[cfg(unix)]
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
+    sync_dir(dir);
     Ok(SaveOutcome::Saved)
 }
 
@@ -577,7 +582,10 @@ impl SessionStore for FileStore {
         let key = key.clone();
         self.blocking(move |dir| {
             let _guard = guard;
-            remove(&record_path(dir, &key)?)
+            remove(&record_path(dir, &key)?)?;
+            // A logout that answered survives a crash.
+            sync_dir(dir);
+            Ok(())
         })
         .await
     }
