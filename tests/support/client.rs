@@ -17,8 +17,23 @@ pub async fn http(
     cookie: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
+    try_http(addr, method, path, cookie, body)
+        .await
+        .expect("a complete HTTP response")
+}
+
+/// [`http`], for a server that may go away: `Err` when the connection
+/// fails or the response is incomplete.
+#[allow(dead_code)]
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(cookie) = cookie {
         request.push_str(&format!("Cookie: {cookie}\r\n"));
@@ -32,10 +47,16 @@ pub async fn http(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    parse_http(&raw)
+    stream.read_to_end(&mut raw).await?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "incomplete response",
+        ));
+    }
+    Ok(parse_http(&raw))
 }
 
 fn parse_http(raw: &[u8]) -> Reply {
