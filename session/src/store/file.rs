@@ -90,7 +90,7 @@ impl fmt::Debug for FileStore {
 
 impl FileStore {
     /// The default for [`FileStore::max_record_bytes`]: 4 MiB.
-    pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_MAX_RECORD_BYTES: usize = crate::store::DEFAULT_MAX_RECORD_BYTES;
 
     /// A store keeping its files in `dir`, which is created (with its
     /// parents, mode 0700 on Unix) if missing. An existing directory is used
