@@ -465,9 +465,9 @@ impl PostgresStore {
         i64::try_from(self.max_record_bytes).unwrap_or(i64::MAX)
     }
 
-    /// The answer for data of `size` bytes (from a size query) that was not
-    /// written: [`StoreError::TooLarge`] if it is over the limit, otherwise
-    /// `fits` (a conflict, or a row missing meanwhile).
+    /// The answer for a create of data of `size` bytes (from a size query)
+    /// that inserted nothing: [`StoreError::TooLarge`] if it is over the
+    /// limit, otherwise `fits` (the conflict).
     fn unsaved(
         &self,
         size: Option<i64>,
@@ -482,8 +482,10 @@ impl PostgresStore {
         }
     }
 
-    /// Why an update or cycle of `key` changed no row: the row is missing
-    /// ([`SaveOutcome::Missing`]) or the merge is too large.
+    /// Why an update or cycle of `key` changed no row: no row
+    /// ([`SaveOutcome::Missing`]), or a row whose merge was too large when
+    /// the statement ran. The size reported is the merge's size now (a
+    /// concurrent save may have changed the row since).
     async fn merged_unsaved(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
         let size: Option<Option<i64>> = sqlx::query_scalar(&self.sql.merged_size)
             .bind(key.as_str())
@@ -492,7 +494,13 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        self.unsaved(size.flatten(), Ok(SaveOutcome::Missing))
+        match size {
+            None => Ok(SaveOutcome::Missing),
+            Some(size) => Err(StoreError::TooLarge {
+                size: size.map_or(usize::MAX, |size| usize::try_from(size).unwrap_or(usize::MAX)),
+                limit: self.max_record_bytes,
+            }),
+        }
     }
 
     fn decode(&self, row: &PgRow) -> Result<Record, StoreError> {

@@ -408,8 +408,10 @@ impl SqliteStore {
         i64::try_from(self.max_record_bytes).unwrap_or(i64::MAX)
     }
 
-    /// Why an update or cycle of `key` changed no row: the row is missing
-    /// ([`SaveOutcome::Missing`]) or the merge is larger than the limit.
+    /// Why an update or cycle of `key` changed no row: no row
+    /// ([`SaveOutcome::Missing`]), or a row whose merge was larger than the
+    /// limit when the statement ran. The size reported is the merge's size
+    /// now (another connection may have written the row since).
     async fn unsaved(
         &self,
         key: &StoreKey,
