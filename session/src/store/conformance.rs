@@ -1729,6 +1729,9 @@ mod tests {
         TruncatesLongStrings,
         DropsOddKeys,
         OneSharedRecord,
+        NoSizeLimit,
+        SizeOfChangeOnly,
+        TooLargeButWrites,
     }
 
     #[derive(Debug)]
@@ -1755,6 +1758,21 @@ mod tests {
 
         fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Record>> {
             self.records.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// The size check, as the flaw has it: `TooLarge` for a record over
+        /// the default limit (`change` alone counted for `SizeOfChangeOnly`).
+        fn too_large(&self, record: &Record, change: &Change) -> Result<(), StoreError> {
+            let limit = crate::store::DEFAULT_MAX_RECORD_BYTES;
+            let size = match self.flaw {
+                Flaw::NoSizeLimit => return Ok(()),
+                Flaw::SizeOfChangeOnly => crate::store::json_len(&change.to_record())?,
+                _ => crate::store::json_len(record)?,
+            };
+            if size > limit {
+                return Err(StoreError::TooLarge { size, limit });
+            }
+            Ok(())
         }
 
         fn mangle(&self, mut record: Record) -> Record {
@@ -1807,7 +1825,14 @@ mod tests {
                         }
                         return Err(StoreError::Conflict);
                     }
-                    map.insert(key, self.mangle(change.to_record()));
+                    let record = change.to_record();
+                    if let Err(err) = self.too_large(&record, change) {
+                        if self.flaw == Flaw::TooLargeButWrites {
+                            map.insert(key, record);
+                        }
+                        return Err(err);
+                    }
+                    map.insert(key, self.mangle(record));
                     Ok(SaveOutcome::Saved)
                 }
                 SaveKind::Update => {
@@ -1838,6 +1863,12 @@ mod tests {
                         Flaw::UpdateWritesCreated => record.created = change.created,
                         Flaw::UpdateKeepsExpires => record.expires = expires,
                         _ => {}
+                    }
+                    if let Err(err) = self.too_large(&record, change) {
+                        if self.flaw == Flaw::TooLargeButWrites {
+                            self.map().insert(key, record);
+                        }
+                        return Err(err);
                     }
                     let record = self.mangle(record);
                     self.map().insert(key, record);
@@ -1871,6 +1902,7 @@ mod tests {
                 };
                 tokio::task::yield_now().await;
                 change.apply(&mut record);
+                self.too_large(&record, change)?;
                 {
                     let mut map = self.map();
                     if map.contains_key(&to) {
@@ -1897,6 +1929,7 @@ mod tests {
             } else {
                 change.apply(&mut record);
             }
+            self.too_large(&record, change)?;
             if self.flaw != Flaw::CycleKeepsFrom {
                 map.remove(&from);
             }
@@ -1941,6 +1974,11 @@ mod tests {
         ($f:ident) => {
             (stringify!($f), (|s| Box::pin($f(s))) as CheckFn)
         };
+    }
+
+    /// [`oversized_save_is_refused`] at the default limit, as `run` calls it.
+    async fn oversized_save_at_the_default_limit(store: &dyn SessionStore) {
+        oversized_save_is_refused(store, crate::store::DEFAULT_MAX_RECORD_BYTES).await;
     }
 
     #[tokio::test]
@@ -2015,6 +2053,10 @@ mod tests {
                 check!(cycle_racing_update),
                 vec![Flaw::CycleCopiesThenDeletes, Flaw::CycleKeepsFrom],
             ),
+            (
+                check!(oversized_save_at_the_default_limit),
+                vec![Flaw::NoSizeLimit, Flaw::SizeOfChangeOnly, Flaw::TooLargeButWrites],
+            ),
         ];
         for ((name, check), flaws) in cases {
             assert!(!catches(Flaw::None, check).await, "{name} fails a correct store");
@@ -2057,6 +2099,6 @@ mod tests {
             async { Broken::new(Flaw::None) }
         })
         .await;
-        assert_eq!(made, 19);
+        assert_eq!(made, 20);
     }
 }
