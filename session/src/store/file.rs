@@ -294,8 +294,10 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap).read_to_end(&mut bytes)?;
     if bytes.len() > limit {
+        // The size on disk: the read stopped one byte past the limit.
+        let size = meta.len();
         return Err(StoreError::Corrupt(format!(
-            "record file is larger than the limit of {limit} bytes"
+            "record file is {size} bytes, larger than the limit of {limit} bytes"
         )));
     }
     serde_json::from_slice::<Record>(&bytes)

@@ -118,7 +118,8 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 ///   `None`. It may return an expired record; the runtime checks expiry
 ///   itself. A record that cannot be decoded is
 ///   [`StoreError::Corrupt`]: the runtime then treats the session as absent,
-///   logs a warning and deletes it.
+///   logs a warning and deletes it. So is a record larger than the store's
+///   record limit ([`DEFAULT_MAX_RECORD_BYTES`] unless configured).
 /// * [`save`](SessionStore::save) with [`SaveKind::Create`](crate::SaveKind::Create)
 ///   writes a new record, or answers [`StoreError::Conflict`] and writes
 ///   nothing if one exists. With [`SaveKind::Update`](crate::SaveKind::Update)
@@ -128,7 +129,9 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 ///   [`SaveOutcome::Missing`] without writing if there is no record: a
 ///   session deleted by another request is never brought back. Merging is
 ///   atomic per save: two overlapping saves that change different keys both
-///   keep their keys.
+///   keep their keys. A save (or cycle) whose resulting record would be
+///   larger than the store's record limit answers [`StoreError::TooLarge`]
+///   and writes nothing (see [record size limit](self#record-size-limit)).
 /// * [`delete`](SessionStore::delete) removes the record; deleting a missing
 ///   record is not an error.
 /// * [`cycle`](SessionStore::cycle) moves a record to a new key with a
