@@ -120,9 +120,9 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 ///   [`StoreError::Corrupt`]: the runtime then treats the session as absent,
 ///   logs a warning and deletes it. So is a record larger than the store's
 ///   record limit ([`DEFAULT_MAX_RECORD_BYTES`] unless configured).
-/// * [`save`](SessionStore::save) with [`SaveKind::Create`](crate::SaveKind::Create)
+/// * [`save`](SessionStore::save) with [`SaveKind::Create`]
 ///   writes a new record, or answers [`StoreError::Conflict`] and writes
-///   nothing if one exists. With [`SaveKind::Update`](crate::SaveKind::Update)
+///   nothing if one exists. With [`SaveKind::Update`]
 ///   it merges the change into the record as it is *now* (keys in
 ///   `change.set` written, keys in `change.removed` removed, every other key
 ///   left as it is, timestamps replaced) and answers
@@ -254,7 +254,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Moves the record filed under `from` to `to`, merging `change` into
     /// it, as one atomic step: how `cycle_id()` (at login) gives a session a
-    /// new id. `change.kind` is [`SaveKind::Update`](crate::SaveKind::Update):
+    /// new id. `change.kind` is [`SaveKind::Update`]:
     /// keys in `change.set` are written, keys in `change.removed` removed,
     /// every other key of the record *as it is now* kept, timestamps
     /// replaced.
