@@ -1432,6 +1432,13 @@ mod tests {
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
+        // A cycle too large to move puts the hash back under its old key.
+        let small = Forward {
+            inner: store.inner.clone().max_record_bytes(8192),
+            name: "redis-across-slots",
+            variant: AcrossSlots,
+        };
+        conformance::oversized_save_is_refused(&small, 8192).await;
 
         // Clean up: the records would expire in a few days anyway.
         let mut conn = store.inner.connection().expect("connection");
