@@ -853,7 +853,7 @@ async fn an_oversized_session_is_a_500_and_nothing_is_lost() {
     let cookie = req(&app, "/count", None).await.cookie().unwrap();
     let r = req(&app, "/big?n=5000", Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(r.body, "session store unavailable\n");
+    assert_eq!(r.body, "session too large for the session store\n");
     assert!(
         r.set_cookies.is_empty(),
         "the browser's cookie is neither replaced nor removed"

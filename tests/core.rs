@@ -1155,3 +1155,46 @@ async fn ids_never_appear_in_logs() {
     );
     assert!(!logs.contains(&id), "a session id leaked into the logs");
 }
+
+#[tokio::test]
+async fn an_oversized_session_is_a_clear_500_and_keeps_the_cookie_and_the_record() {
+    let clock = MockClock::default();
+    let store = MemoryStore::new().max_record_bytes(16 * 1024);
+    let layer = layer_for(store.clone(), &clock)
+        .auto(true)
+        .secure(false)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/count",
+            get(|session: Session| async move {
+                let n = session.get::<u32>("count").unwrap().unwrap_or(0) + 1;
+                session.insert("count", n).unwrap();
+                format!("count: {n}")
+            }),
+        )
+        .route(
+            "/big",
+            get(|session: Session| async move {
+                session.insert("big", "x".repeat(64 * 1024)).unwrap();
+                "big"
+            }),
+        )
+        .layer(layer);
+    let cookie = req(&app, "/count", None).await.cookie().unwrap();
+    let r = req(&app, "/big", Some(&cookie)).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, "session too large for the session store\n");
+    assert!(
+        r.set_cookies.is_empty(),
+        "the cookie is neither replaced nor removed"
+    );
+    assert_eq!(store.len(), 1);
+    assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 2");
+    // A new session that is too large is not stored and gets no cookie.
+    let r = req(&app, "/big", None).await;
+    assert_eq!(r.status, 500);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(store.len(), 1);
+}

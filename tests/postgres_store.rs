@@ -810,3 +810,59 @@ async fn example_contract_on_two_servers() {
     );
     assert_eq!(db.count(&store, "data ? 'user'").await, 0);
 }
+
+#[tokio::test]
+async fn an_oversized_row_loads_as_corrupt_and_an_oversized_save_writes_nothing() {
+    let Some(db) = Db::new().await else { return };
+    let big = db.store().await;
+    let (schema, table) = big.table().split_once('.').expect("schema.table");
+    let small = PostgresStore::builder(db.pool.clone())
+        .schema(schema)
+        .table(table)
+        .max_record_bytes(1024)
+        .build()
+        .expect("valid");
+    assert_eq!(small.record_limit(), 1024);
+    assert_eq!(big.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+
+    // A row written by another program (or under a larger limit).
+    let k = key();
+    let value = "x".repeat(2000);
+    db.exec(&format!(
+        "INSERT INTO {} (id, data, created_at, accessed_at, expires_at) \
+         VALUES ('{}', '{{\"big\":\"{value}\"}}', now(), now(), now() + interval '1 day')",
+        quoted(&big),
+        k.as_str()
+    ))
+    .await;
+    match small.load(&k).await {
+        Err(StoreError::Corrupt(reason)) => {
+            assert!(
+                reason.contains("2011 bytes") && reason.contains("limit of 1024"),
+                "{reason}"
+            );
+        }
+        other => panic!("an oversized row loaded as {other:?}"),
+    }
+    assert!(
+        big.load(&k).await.expect("load").is_some(),
+        "the larger limit reads it"
+    );
+
+    // A create and an update that would be too large write nothing.
+    let mut grow = Data::new();
+    grow.insert("big".into(), json!(value));
+    let k = key();
+    match small.save(&k, &create(grow.clone(), now())).await {
+        Err(StoreError::TooLarge { size, limit }) => assert!(limit == 1024 && size > 2000, "{size}"),
+        other => panic!("an oversized create answered {other:?}"),
+    }
+    assert_eq!(db.count(&big, "true").await, 1, "nothing inserted");
+    small.save(&k, &create(one_key(), now())).await.expect("create");
+    let before = small.load(&k).await.expect("load").expect("present");
+    match small.save(&k, &update(grow, &[], now())).await {
+        Err(StoreError::TooLarge { size, limit }) => assert!(limit == 1024 && size > 2000, "{size}"),
+        other => panic!("an oversized update answered {other:?}"),
+    }
+    assert_eq!(small.load(&k).await.expect("load"), Some(before));
+}

@@ -1042,3 +1042,73 @@ mod raw {
         }
     }
 }
+
+#[tokio::test]
+async fn an_oversized_hash_loads_as_corrupt_and_an_oversized_save_writes_nothing() {
+    let Some(url) = server() else { return };
+    let prefix = Prefix::new(&url);
+    let big = prefix.store();
+    let small = prefix.store().max_record_bytes(1024);
+    assert_eq!(small.record_limit(), 1024);
+    assert_eq!(big.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+    let built = RedisStore::builder(url.as_str())
+        .max_record_bytes(2048)
+        .build()
+        .expect("valid");
+    assert_eq!(built.record_limit(), 2048);
+
+    // A hash written by another program (or under a larger limit).
+    let k = SessionId::generate().store_key();
+    let value = format!("\"{}\"", "x".repeat(2000));
+    let mut redis = raw::Raw::connect(&url).expect("connect");
+    let redis_key = small.redis_key(&k);
+    redis
+        .cmd(&[
+            "HSET",
+            &redis_key,
+            "d:big",
+            &value,
+            "m:created",
+            "1700000000",
+            "m:accessed",
+            "1700000000",
+            "m:expires",
+            "4000000000",
+        ])
+        .expect("HSET");
+    match small.load(&k).await {
+        Err(StoreError::Corrupt(reason)) => {
+            // 5 + 2002, and three metadata fields of 9, 10 and 9 bytes with 10-byte values.
+            assert!(
+                reason.contains("2065 bytes") && reason.contains("limit of 1024"),
+                "{reason}"
+            );
+        }
+        other => panic!("an oversized hash loaded as {other:?}"),
+    }
+    assert!(
+        big.load(&k).await.expect("load").is_some(),
+        "the larger limit reads it"
+    );
+
+    // An update that would grow a hash past the limit leaves it as it was.
+    let t = OffsetDateTime::now_utc().replace_nanosecond(0).expect("valid");
+    let k = SessionId::generate().store_key();
+    let mut one = Data::new();
+    one.insert("a".into(), serde_json::json!(1));
+    small
+        .save(&k, &change(SaveKind::Create, one, &[], t, t + Duration::days(1)))
+        .await
+        .expect("create");
+    let before = small.load(&k).await.expect("load").expect("present");
+    let mut grow = Data::new();
+    grow.insert("big".into(), serde_json::json!("x".repeat(2000)));
+    match small
+        .save(&k, &change(SaveKind::Update, grow, &[], t, t + Duration::days(2)))
+        .await
+    {
+        Err(StoreError::TooLarge { size, limit }) => assert!(limit == 1024 && size > 2000, "{size}"),
+        other => panic!("an oversized update answered {other:?}"),
+    }
+    assert_eq!(small.load(&k).await.expect("load"), Some(before));
+}

@@ -606,3 +606,52 @@ async fn locked_database_answers_500_and_the_session_survives() {
     let reply = http(addr, "GET", "/", Some(&cookie), None).await;
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "count: 2"));
 }
+
+#[tokio::test]
+async fn an_oversized_row_loads_as_corrupt_and_an_oversized_save_writes_nothing() {
+    let db = Db::new().await;
+    let table = random("sized_");
+    let big = db.store_on(db.pool.clone(), &table).await;
+    let small = SqliteStore::builder(db.pool.clone())
+        .table(&table)
+        .max_record_bytes(1024)
+        .build()
+        .expect("valid");
+    assert_eq!(small.record_limit(), 1024);
+    assert_eq!(big.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+
+    // A row written by another program (or under a larger limit).
+    let k = key();
+    let value = "x".repeat(2000);
+    db.exec(&format!(
+        "INSERT INTO \"{table}\" (id, data, created_at, accessed_at, expires_at) \
+         VALUES ('{}', '{{\"big\":\"{value}\"}}', 0, 0, 9000000000)",
+        k.as_str()
+    ))
+    .await;
+    match small.load(&k).await {
+        Err(StoreError::Corrupt(reason)) => {
+            assert!(
+                reason.contains("2010 bytes") && reason.contains("limit of 1024"),
+                "{reason}"
+            );
+        }
+        other => panic!("an oversized row loaded as {other:?}"),
+    }
+    assert!(
+        big.load(&k).await.expect("load").is_some(),
+        "the larger limit reads it"
+    );
+
+    // An update that would grow a row past the limit leaves it as it was.
+    let k = key();
+    small.save(&k, &create(one_key(), now())).await.expect("create");
+    let before = small.load(&k).await.expect("load").expect("present");
+    let mut grow = Data::new();
+    grow.insert("big".into(), json!(value));
+    match small.save(&k, &update(grow, &[], now())).await {
+        Err(StoreError::TooLarge { size, limit }) => assert!(limit == 1024 && size > 2000, "{size}"),
+        other => panic!("an oversized update answered {other:?}"),
+    }
+    assert_eq!(small.load(&k).await.expect("load"), Some(before));
+}

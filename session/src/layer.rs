@@ -253,7 +253,7 @@ where
                             let store = inner.shared.backend.name();
                             let session = inner.lock().id.to_string();
                             tracing::error!(store, session, error = %err, "session store failed while saving; answering 500");
-                            response = wire::store_failure();
+                            response = wire::save_failure(&err);
                         }
                     }
                     return Poll::Ready(Ok(response));

@@ -191,7 +191,21 @@ fn make_private(headers: &mut HeaderMap) {
 
 /// The response for a request whose session could not be saved or loaded.
 pub(crate) fn store_failure<B: From<&'static str>>() -> Response<B> {
-    let mut response = Response::new(B::from("session store unavailable\n"));
+    failure("session store unavailable\n")
+}
+
+/// The response for a request whose session could not be saved because of
+/// `err`: a 500 in either case, whose body says when the session was too
+/// large for the store (the sizes go to the log, not to the client).
+pub(crate) fn save_failure<B: From<&'static str>>(err: &crate::error::StoreError) -> Response<B> {
+    match err {
+        crate::error::StoreError::TooLarge { .. } => failure("session too large for the session store\n"),
+        _ => store_failure(),
+    }
+}
+
+fn failure<B: From<&'static str>>(body: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(body));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response.headers_mut().insert(
         CONTENT_TYPE,

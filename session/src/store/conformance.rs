@@ -75,6 +75,7 @@ const OVERLAPPING: usize = 50;
 #[non_exhaustive]
 pub struct Options {
     native_expiry: bool,
+    record_limit: Option<usize>,
 }
 
 impl Options {
@@ -104,6 +105,35 @@ impl Options {
     pub fn native_expiry(mut self, yes: bool) -> Self {
         self.native_expiry = yes;
         self
+    }
+
+    /// The store's record size limit, in bytes, for
+    /// [`oversized_save_is_refused`] (default
+    /// [`DEFAULT_MAX_RECORD_BYTES`](crate::store::DEFAULT_MAX_RECORD_BYTES)).
+    /// A store configured with another limit (`max_record_bytes`) passes the
+    /// same number here; the other checks need at least 256 KiB.
+    ///
+    /// ```
+    /// let options = carafe::store::conformance::Options::new().record_limit(64 * 1024);
+    /// assert_eq!(options.limit(), 64 * 1024);
+    /// ```
+    #[must_use]
+    pub fn record_limit(mut self, bytes: usize) -> Self {
+        self.record_limit = Some(bytes);
+        self
+    }
+
+    /// The record size limit the suite assumes (see
+    /// [`Options::record_limit`]).
+    ///
+    /// ```
+    /// let options = carafe::store::conformance::Options::new();
+    /// assert_eq!(options.limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+    /// ```
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.record_limit
+            .unwrap_or(crate::store::DEFAULT_MAX_RECORD_BYTES)
     }
 
     /// Whether [`Options::native_expiry`] is set.
@@ -183,6 +213,7 @@ where
     cycle_onto_existing_conflicts(&make().await).await;
     cycle_racing_delete_never_resurrects(&make().await).await;
     cycle_racing_update(&make().await).await;
+    oversized_save_is_refused(&make().await, options.limit()).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -261,6 +292,17 @@ impl<'a> Check<'a> {
 
     async fn load(self, key: &StoreKey) -> Option<Record> {
         self.ok("load", self.store.load(key).await)
+    }
+
+    /// A call that must answer [`StoreError::TooLarge`] naming `limit`.
+    #[track_caller]
+    fn too_large<T: std::fmt::Debug>(self, what: &str, result: Result<T, StoreError>, limit: usize) {
+        match result {
+            Err(StoreError::TooLarge { size, limit: l }) if l == limit && size > limit => {}
+            other => self.fail(format_args!(
+                "{what} answered {other:?}, want Err(TooLarge {{ size: more than {limit}, limit: {limit} }})"
+            )),
+        }
     }
 
     /// `key` loads `None`.
@@ -1175,6 +1217,129 @@ pub async fn cycle_onto_existing_conflicts(store: &dyn SessionStore) {
     c.holds(what, &to, &second).await;
 }
 
+/// A save or cycle whose resulting record would be larger than the store's
+/// record limit (`limit` bytes) fails with [`StoreError::TooLarge`] and
+/// writes nothing: a create leaves no record, an update and a cycle leave
+/// the record as it was, under its old key. The merged record counts, not
+/// the change: an update adding 60 % of the limit to a record already
+/// holding 60 % is refused. A record well under the limit (a quarter) is
+/// saved.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = carafe::MemoryStore::new().max_record_bytes(4096);
+/// carafe::store::conformance::oversized_save_is_refused(&store, 4096).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn oversized_save_is_refused(store: &dyn SessionStore, limit: usize) {
+    let c = Check::new(store, "oversized_save_is_refused");
+    let t = now();
+    let text = |n: usize| json!("x".repeat(n));
+
+    // A create that is too large on its own.
+    let big = key();
+    let what = "a create larger than the limit";
+    c.too_large(
+        what,
+        store
+            .save(&big, &create_at(data(&[("big", text(limit + 1))]), t))
+            .await,
+        limit,
+    );
+    c.absent("record after a refused create", &big).await;
+
+    // A record a quarter of the limit is saved.
+    let k = key();
+    c.create(
+        &k,
+        &create_at(data(&[("a", text(limit / 4)), ("keep", json!(1))]), t),
+    )
+    .await;
+    let first = c.load(&k).await;
+    if first.is_none() {
+        c.fail(format_args!("a record a quarter of the limit was not stored"));
+    }
+
+    // An update that is too large on its own.
+    let grow = |set: Data| update(set, &["keep"], t, t + Duration::minutes(1), t + Duration::days(2));
+    let what = "an update larger than the limit";
+    c.too_large(
+        what,
+        store.save(&k, &grow(data(&[("big", text(limit + 1))]))).await,
+        limit,
+    );
+    c.eq(
+        "record after a refused update (must be unchanged)",
+        c.load(&k).await,
+        first.clone(),
+    );
+
+    // An update that fits by itself but not merged with what is stored.
+    let grown = update(
+        Data::new(),
+        &[],
+        t,
+        t + Duration::minutes(1),
+        t + Duration::days(2),
+    );
+    let fill = update(
+        data(&[("b", text(limit * 3 / 5))]),
+        &[],
+        t,
+        t,
+        t + Duration::days(1),
+    );
+    c.saved(
+        "an update to 85 % of the limit",
+        c.save("update", &k, &fill).await,
+    );
+    let filled = c.load(&k).await;
+    let what = "an update that fits alone but not merged into the record";
+    c.too_large(
+        what,
+        store.save(&k, &grow(data(&[("c", text(limit * 3 / 5))]))).await,
+        limit,
+    );
+    c.eq(
+        "record after a refused merge (must be unchanged)",
+        c.load(&k).await,
+        filled.clone(),
+    );
+
+    // A cycle whose merged record is too large.
+    let to = key();
+    let what = "a cycle whose merged record is larger than the limit";
+    c.too_large(
+        what,
+        store
+            .cycle(&k, &to, &grow(data(&[("c", text(limit * 3 / 5))])))
+            .await,
+        limit,
+    );
+    c.eq(
+        "record under the old key after a refused cycle (must be unchanged)",
+        c.load(&k).await,
+        filled,
+    );
+    c.absent("record under the new key after a refused cycle", &to)
+        .await;
+
+    // A touch and a removal still work.
+    c.saved("a touch", c.save("touch", &k, &grown).await);
+    let shrink = update(
+        Data::new(),
+        &["b"],
+        t,
+        t + Duration::minutes(2),
+        t + Duration::days(2),
+    );
+    c.saved("an update removing a key", c.save("update", &k, &shrink).await);
+}
+
 /// How many rounds the cycle race checks run.
 const CYCLE_ROUNDS: usize = 30;
 
@@ -1564,6 +1729,9 @@ mod tests {
         TruncatesLongStrings,
         DropsOddKeys,
         OneSharedRecord,
+        NoSizeLimit,
+        SizeOfChangeOnly,
+        TooLargeButWrites,
     }
 
     #[derive(Debug)]
@@ -1590,6 +1758,21 @@ mod tests {
 
         fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Record>> {
             self.records.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// The size check, as the flaw has it: `TooLarge` for a record over
+        /// the default limit (`change` alone counted for `SizeOfChangeOnly`).
+        fn too_large(&self, record: &Record, change: &Change) -> Result<(), StoreError> {
+            let limit = crate::store::DEFAULT_MAX_RECORD_BYTES;
+            let size = match self.flaw {
+                Flaw::NoSizeLimit => return Ok(()),
+                Flaw::SizeOfChangeOnly => crate::store::json_len(&change.to_record())?,
+                _ => crate::store::json_len(record)?,
+            };
+            if size > limit {
+                return Err(StoreError::TooLarge { size, limit });
+            }
+            Ok(())
         }
 
         fn mangle(&self, mut record: Record) -> Record {
@@ -1642,7 +1825,14 @@ mod tests {
                         }
                         return Err(StoreError::Conflict);
                     }
-                    map.insert(key, self.mangle(change.to_record()));
+                    let record = change.to_record();
+                    if let Err(err) = self.too_large(&record, change) {
+                        if self.flaw == Flaw::TooLargeButWrites {
+                            map.insert(key, record);
+                        }
+                        return Err(err);
+                    }
+                    map.insert(key, self.mangle(record));
                     Ok(SaveOutcome::Saved)
                 }
                 SaveKind::Update => {
@@ -1673,6 +1863,12 @@ mod tests {
                         Flaw::UpdateWritesCreated => record.created = change.created,
                         Flaw::UpdateKeepsExpires => record.expires = expires,
                         _ => {}
+                    }
+                    if let Err(err) = self.too_large(&record, change) {
+                        if self.flaw == Flaw::TooLargeButWrites {
+                            self.map().insert(key, record);
+                        }
+                        return Err(err);
                     }
                     let record = self.mangle(record);
                     self.map().insert(key, record);
@@ -1706,6 +1902,7 @@ mod tests {
                 };
                 tokio::task::yield_now().await;
                 change.apply(&mut record);
+                self.too_large(&record, change)?;
                 {
                     let mut map = self.map();
                     if map.contains_key(&to) {
@@ -1732,6 +1929,7 @@ mod tests {
             } else {
                 change.apply(&mut record);
             }
+            self.too_large(&record, change)?;
             if self.flaw != Flaw::CycleKeepsFrom {
                 map.remove(&from);
             }
@@ -1776,6 +1974,11 @@ mod tests {
         ($f:ident) => {
             (stringify!($f), (|s| Box::pin($f(s))) as CheckFn)
         };
+    }
+
+    /// [`oversized_save_is_refused`] at the default limit, as `run` calls it.
+    async fn oversized_save_at_the_default_limit(store: &dyn SessionStore) {
+        oversized_save_is_refused(store, crate::store::DEFAULT_MAX_RECORD_BYTES).await;
     }
 
     #[tokio::test]
@@ -1850,6 +2053,10 @@ mod tests {
                 check!(cycle_racing_update),
                 vec![Flaw::CycleCopiesThenDeletes, Flaw::CycleKeepsFrom],
             ),
+            (
+                check!(oversized_save_at_the_default_limit),
+                vec![Flaw::NoSizeLimit, Flaw::SizeOfChangeOnly, Flaw::TooLargeButWrites],
+            ),
         ];
         for ((name, check), flaws) in cases {
             assert!(!catches(Flaw::None, check).await, "{name} fails a correct store");
@@ -1892,6 +2099,6 @@ mod tests {
             async { Broken::new(Flaw::None) }
         })
         .await;
-        assert_eq!(made, 19);
+        assert_eq!(made, 20);
     }
 }

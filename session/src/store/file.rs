@@ -95,7 +95,7 @@ impl fmt::Debug for FileStore {
 
 impl FileStore {
     /// The default for [`FileStore::max_record_bytes`]: 4 MiB.
-    pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_MAX_RECORD_BYTES: usize = crate::store::DEFAULT_MAX_RECORD_BYTES;
 
     /// A store keeping its files in `dir`, which is created (with its
     /// parents, mode 0700 on Unix) if missing. An existing directory is used
@@ -353,8 +353,10 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap).read_to_end(&mut bytes)?;
     if bytes.len() > limit {
+        // The size on disk: the read stopped one byte past the limit.
+        let size = meta.len();
         return Err(StoreError::Corrupt(format!(
-            "record file is larger than the limit of {limit} bytes"
+            "record file is {size} bytes, larger than the limit of {limit} bytes"
         )));
     }
     serde_json::from_slice::<Record>(&bytes)

@@ -20,13 +20,27 @@ use crate::store::SessionStore;
 /// [`Reaper`](crate::Reaper) calls), and overlapping saves merge per key.
 /// Clones share one map.
 ///
+/// Records are limited in size as in every server-side store (see
+/// [`max_record_bytes`](MemoryStore::max_record_bytes)): the limit counts
+/// the record as JSON, as the [`FileStore`](crate::FileStore) would write it.
+///
 /// ```
 /// let store = carafe::MemoryStore::new();
 /// assert!(store.is_empty());
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<HashMap<StoreKey, Record>>>,
+    max_record_bytes: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            records: Arc::default(),
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -34,6 +48,62 @@ impl MemoryStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the largest record the store keeps, in bytes of the record as
+    /// JSON (default [`DEFAULT_MAX_RECORD_BYTES`](crate::store::DEFAULT_MAX_RECORD_BYTES),
+    /// 4 MiB). A save (or cycle) whose merged record would be larger fails
+    /// with [`StoreError::TooLarge`] and changes nothing; a record already
+    /// held that is larger (kept by a clone with a larger limit) loads as
+    /// [`StoreError::Corrupt`], which the runtime treats as no session.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use carafe::store::{Change, SaveKind, SessionStore, StoreError};
+    /// let store = carafe::MemoryStore::new().max_record_bytes(1024);
+    /// assert_eq!(store.record_limit(), 1024);
+    /// let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let mut set = carafe::store::Data::new();
+    /// set.insert("big".into(), "x".repeat(2000).into());
+    /// let change = Change { kind: SaveKind::Create, set, removed: vec![],
+    ///                       created: t, accessed: t, expires: t };
+    /// let key = carafe::SessionId::generate().store_key();
+    /// assert!(matches!(store.save(&key, &change).await,
+    ///                  Err(StoreError::TooLarge { limit: 1024, .. })));
+    /// assert!(store.is_empty());
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None here; the limit shows in the errors of
+    /// [`save`](SessionStore::save) and [`cycle`](SessionStore::cycle).
+    #[must_use]
+    pub fn max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
+    /// The largest record the store keeps, in bytes of JSON.
+    ///
+    /// ```
+    /// assert_eq!(carafe::MemoryStore::new().record_limit(), 4 * 1024 * 1024);
+    /// ```
+    #[must_use]
+    pub fn record_limit(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// Refuses `record` if it is larger than the limit.
+    fn check(&self, record: &Record) -> Result<(), StoreError> {
+        let size = crate::store::json_len(record)?;
+        if size > self.max_record_bytes {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: self.max_record_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// How many records the store holds, expired ones included.
@@ -64,7 +134,18 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().get(key).cloned())
+        let Some(record) = self.lock().get(key).cloned() else {
+            return Ok(None);
+        };
+        let size = crate::store::json_len(&record)?;
+        if size > self.max_record_bytes {
+            return Err(crate::store::oversized_record(
+                self.name(),
+                size,
+                self.max_record_bytes,
+            ));
+        }
+        Ok(Some(record))
     }
 
     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
@@ -74,12 +155,17 @@ impl SessionStore for MemoryStore {
                 if records.contains_key(key) {
                     return Err(StoreError::Conflict);
                 }
-                records.insert(key.clone(), change.to_record());
+                let record = change.to_record();
+                self.check(&record)?;
+                records.insert(key.clone(), record);
                 Ok(SaveOutcome::Saved)
             }
             SaveKind::Update => match records.get_mut(key) {
                 Some(record) => {
-                    change.apply(record);
+                    let mut merged = record.clone();
+                    change.apply(&mut merged);
+                    self.check(&merged)?;
+                    *record = merged;
                     Ok(SaveOutcome::Saved)
                 }
                 None => Ok(SaveOutcome::Missing),
@@ -102,10 +188,12 @@ impl SessionStore for MemoryStore {
         if records.contains_key(to) {
             return Err(StoreError::Conflict);
         }
-        let Some(mut record) = records.remove(from) else {
+        let Some(mut record) = records.get(from).cloned() else {
             return Ok(SaveOutcome::Missing);
         };
         change.apply(&mut record);
+        self.check(&record)?;
+        records.remove(from);
         records.insert(to.clone(), record);
         Ok(SaveOutcome::Saved)
     }
@@ -122,12 +210,41 @@ impl SessionStore for MemoryStore {
     }
 }
 
-#[cfg(all(test, feature = "conformance"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "conformance")]
     #[tokio::test]
     async fn conformance() {
         crate::store::conformance::run(|| async { MemoryStore::new() }).await;
+        let small = MemoryStore::new().max_record_bytes(8 * 1024);
+        crate::store::conformance::oversized_save_is_refused(&small, 8 * 1024).await;
+    }
+
+    #[tokio::test]
+    async fn an_oversized_record_loads_as_corrupt() {
+        let big = MemoryStore::new();
+        let small = big.clone().max_record_bytes(1024);
+        let key = crate::id::SessionId::generate().store_key();
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let mut set = crate::record::Data::new();
+        set.insert("big".into(), serde_json::json!("x".repeat(2000)));
+        let change = Change {
+            kind: SaveKind::Create,
+            set,
+            removed: Vec::new(),
+            created: t,
+            accessed: t,
+            expires: t,
+        };
+        assert_eq!(big.save(&key, &change).await.expect("save"), SaveOutcome::Saved);
+        match small.load(&key).await {
+            Err(StoreError::Corrupt(reason)) => {
+                assert!(reason.contains("larger than the limit of 1024"), "{reason}");
+            }
+            other => panic!("an oversized record loaded as {other:?}"),
+        }
+        assert!(big.load(&key).await.expect("load").is_some());
     }
 }

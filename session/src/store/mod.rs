@@ -11,6 +11,20 @@
 //!
 //! Every server-side store passes the conformance suite, `conformance::run`
 //! (module `carafe::store::conformance`, behind the `conformance` feature).
+//!
+//! # Record size limit
+//!
+//! Every server-side store refuses to write a record larger than its limit,
+//! [`DEFAULT_MAX_RECORD_BYTES`] (4 MiB) unless set with the store's
+//! `max_record_bytes(usize)` option (read it back with `record_limit()`).
+//! A save that would exceed it fails with [`StoreError::TooLarge`] and writes
+//! nothing: the record stored before stays as it was, and the request
+//! answers 500 without touching the cookie. A stored record larger than the
+//! limit (written under a larger limit, or by another program) loads as
+//! [`StoreError::Corrupt`], with a warning naming the store and the size:
+//! the runtime starts a fresh session and deletes the record. What a store
+//! counts is documented on each store (the JSON of the whole record for
+//! [`MemoryStore`] and [`FileStore`], the stored data for the others).
 
 use std::sync::Arc;
 
@@ -54,6 +68,47 @@ pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 #[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
 pub use sqlx;
 
+/// The default record size limit of every server-side store: 4 MiB (see
+/// [the module docs](self#record-size-limit)).
+///
+/// ```
+/// assert_eq!(carafe::store::DEFAULT_MAX_RECORD_BYTES, carafe::FileStore::DEFAULT_MAX_RECORD_BYTES);
+/// assert_eq!(carafe::MemoryStore::new().record_limit(), 4 * 1024 * 1024);
+/// ```
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+/// The answer to a load of a record of `size` bytes, over `limit`: a
+/// warning naming the store and the sizes (never the key or the values) and
+/// [`StoreError::Corrupt`], which the runtime treats as no session.
+pub(crate) fn oversized_record(store: &'static str, size: usize, limit: usize) -> StoreError {
+    tracing::warn!(
+        store,
+        size,
+        limit,
+        "session record is larger than the store's record limit; loading it as no session"
+    );
+    StoreError::Corrupt(format!(
+        "record is {size} bytes, larger than the limit of {limit} bytes"
+    ))
+}
+
+/// The length of `value` as compact JSON, counted without keeping the text.
+pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize, StoreError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(StoreError::backend)?;
+    Ok(count.0)
+}
+
 /// Where sessions are kept.
 ///
 /// The contract, which the conformance suite (`conformance::run`, feature
@@ -63,17 +118,20 @@ pub use sqlx;
 ///   `None`. It may return an expired record; the runtime checks expiry
 ///   itself. A record that cannot be decoded is
 ///   [`StoreError::Corrupt`]: the runtime then treats the session as absent,
-///   logs a warning and deletes it.
-/// * [`save`](SessionStore::save) with [`SaveKind::Create`](crate::SaveKind::Create)
+///   logs a warning and deletes it. So is a record larger than the store's
+///   record limit ([`DEFAULT_MAX_RECORD_BYTES`] unless configured).
+/// * [`save`](SessionStore::save) with [`SaveKind::Create`]
 ///   writes a new record, or answers [`StoreError::Conflict`] and writes
-///   nothing if one exists. With [`SaveKind::Update`](crate::SaveKind::Update)
+///   nothing if one exists. With [`SaveKind::Update`]
 ///   it merges the change into the record as it is *now* (keys in
 ///   `change.set` written, keys in `change.removed` removed, every other key
 ///   left as it is, timestamps replaced) and answers
 ///   [`SaveOutcome::Missing`] without writing if there is no record: a
 ///   session deleted by another request is never brought back. Merging is
 ///   atomic per save: two overlapping saves that change different keys both
-///   keep their keys.
+///   keep their keys. A save (or cycle) whose resulting record would be
+///   larger than the store's record limit answers [`StoreError::TooLarge`]
+///   and writes nothing (see [record size limit](self#record-size-limit)).
 /// * [`delete`](SessionStore::delete) removes the record; deleting a missing
 ///   record is not an error.
 /// * [`cycle`](SessionStore::cycle) moves a record to a new key with a
@@ -181,8 +239,10 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`] for a create over an existing record; any
-    /// other variant when the backend fails.
+    /// [`StoreError::Conflict`] for a create over an existing record;
+    /// [`StoreError::TooLarge`] when the resulting record would exceed the
+    /// store's record limit (nothing is written); any other variant when the
+    /// backend fails.
     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError>;
 
     /// Deletes the record filed under `key`, if any.
@@ -194,7 +254,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Moves the record filed under `from` to `to`, merging `change` into
     /// it, as one atomic step: how `cycle_id()` (at login) gives a session a
-    /// new id. `change.kind` is [`SaveKind::Update`](crate::SaveKind::Update):
+    /// new id. `change.kind` is [`SaveKind::Update`]:
     /// keys in `change.set` are written, keys in `change.removed` removed,
     /// every other key of the record *as it is now* kept, timestamps
     /// replaced.

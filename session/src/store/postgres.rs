@@ -80,10 +80,28 @@ const CONNECT_STATEMENT_TIMEOUT: &str = "5s";
 ///
 /// PostgreSQL's `jsonb` cannot hold the character U+0000 in a string; a save
 /// with such a value fails with [`StoreError::Backend`].
+///
+/// # Record size limit
+///
+/// The limit ([`max_record_bytes`](PostgresStoreBuilder::max_record_bytes),
+/// default 4 MiB) counts the `data` column as PostgreSQL prints it, in bytes
+/// (`octet_length(data::text)`; `jsonb` prints `", "` and `": "` between
+/// members, so this is a little more than the compact JSON). Every write
+/// checks it in the database, in the statement that writes: the create's
+/// `INSERT … SELECT … WHERE` and the update's and cycle's `UPDATE … WHERE`
+/// require the (merged) data to fit, so an oversized save writes nothing,
+/// and the check sees the row as it is when the row lock is taken (two
+/// overlapping saves cannot together pass it). Only when the statement wrote
+/// nothing does the store ask once more (the size the data would have) to
+/// tell a conflict or a missing row from a save that is too large; a save
+/// that fits costs no extra round trip. A row larger than the limit loads as
+/// [`StoreError::Corrupt`] (a fresh session, with a warning naming the store
+/// and the size); its data is not sent back.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Statements>,
+    max_record_bytes: usize,
 }
 
 /// Builds a [`PostgresStore`] with a table name, schema or batch size other
@@ -105,6 +123,7 @@ pub struct PostgresStoreBuilder {
     schema: String,
     table: String,
     batch: u32,
+    max_record_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -118,6 +137,8 @@ struct Statements {
     insert: String,
     update: String,
     cycle: String,
+    new_size: String,
+    merged_size: String,
     touch: String,
     delete: String,
     reap: String,
@@ -146,26 +167,42 @@ impl Statements {
                  expires_at timestamptz NOT NULL)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
+            // $2: the record limit. An oversized row's data is not sent.
             load: format!(
-                "SELECT data, {} AS created, {} AS accessed, {} AS expires FROM {t} WHERE id = $1",
+                "SELECT CASE WHEN octet_length(data::text) <= $2 THEN data END AS data, \
+                 octet_length(data::text)::int8 AS size, \
+                 {} AS created, {} AS accessed, {} AS expires FROM {t} WHERE id = $1",
                 epoch("created_at"),
                 epoch("accessed_at"),
                 epoch("expires_at"),
             ),
+            // $6: the record limit; an oversized create inserts nothing.
             insert: format!(
                 "INSERT INTO {t} (id, data, created_at, accessed_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+                 SELECT $1, $2::jsonb, $3, $4, $5 WHERE octet_length($2::jsonb::text) <= $6 \
+                 ON CONFLICT (id) DO NOTHING"
             ),
+            // $6: the record limit; an oversized merge changes no row.
             update: format!(
                 "UPDATE {t} SET data = (data - $2::text[]) || $3::jsonb, \
-                 accessed_at = $4, expires_at = $5 WHERE id = $1"
+                 accessed_at = $4, expires_at = $5 \
+                 WHERE id = $1 AND octet_length(((data - $2::text[]) || $3::jsonb)::text) <= $6"
             ),
             // One statement moves the row: the row lock orders it against a
             // concurrent update or delete of `from`, and the primary key
             // refuses a `to` that is taken (a unique violation, Conflict).
+            // $7: the record limit, as in the update.
             cycle: format!(
                 "UPDATE {t} SET id = $2, data = (data - $3::text[]) || $4::jsonb, \
-                 accessed_at = $5, expires_at = $6 WHERE id = $1"
+                 accessed_at = $5, expires_at = $6 \
+                 WHERE id = $1 AND octet_length(((data - $3::text[]) || $4::jsonb)::text) <= $7"
+            ),
+            // After a create that inserted nothing: the size of its data.
+            new_size: "SELECT octet_length($1::jsonb::text)::int8".to_owned(),
+            // After an update or cycle that changed no row: the size the
+            // merge would have had (no row: the row is missing).
+            merged_size: format!(
+                "SELECT octet_length(((data - $2::text[]) || $3::jsonb)::text)::int8 FROM {t} WHERE id = $1"
             ),
             touch: format!("UPDATE {t} SET accessed_at = $2, expires_at = $3 WHERE id = $1"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
@@ -225,6 +262,32 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// The largest session data the store writes or reads, in bytes of
+    /// `data::text` (default
+    /// [`DEFAULT_MAX_RECORD_BYTES`](crate::store::DEFAULT_MAX_RECORD_BYTES),
+    /// 4 MiB; see [the store's docs](PostgresStore#record-size-limit)). A
+    /// save whose (merged) data would be larger fails with
+    /// [`StoreError::TooLarge`] and writes nothing; a larger row loads as
+    /// [`StoreError::Corrupt`], which the runtime treats as no session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
+    /// let store = carafe::store::PostgresStore::builder(pool).max_record_bytes(256 * 1024).build()?;
+    /// assert_eq!(store.record_limit(), 256 * 1024);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None here; the limit shows in the errors of
+    /// [`save`](SessionStore::save) and [`cycle`](SessionStore::cycle).
+    pub fn max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
     /// Makes the store. Nothing is sent to the database.
     ///
     /// ```
@@ -247,6 +310,7 @@ impl PostgresStoreBuilder {
         Ok(PostgresStore {
             sql: Arc::new(Statements::new(&self.schema, &self.table, self.batch)?),
             pool: self.pool,
+            max_record_bytes: self.max_record_bytes,
         })
     }
 }
@@ -285,6 +349,7 @@ impl PostgresStore {
             schema: "public".into(),
             table: sql::DEFAULT_TABLE.into(),
             batch: sql::DEFAULT_DELETE_BATCH,
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -379,7 +444,76 @@ impl PostgresStore {
         &self.sql.qualified
     }
 
-    fn decode(row: &PgRow) -> Result<Record, StoreError> {
+    /// The largest session data the store writes or reads, in bytes (see
+    /// [`PostgresStoreBuilder::max_record_bytes`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::PgPool::connect_lazy("postgres://app@localhost/app")?;
+    /// let store = carafe::store::PostgresStore::new(pool);
+    /// assert_eq!(store.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn record_limit(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// The limit as an SQL integer.
+    fn limit_arg(&self) -> i64 {
+        i64::try_from(self.max_record_bytes).unwrap_or(i64::MAX)
+    }
+
+    /// The answer for a create of data of `size` bytes (from a size query)
+    /// that inserted nothing: [`StoreError::TooLarge`] if it is over the
+    /// limit, otherwise `fits` (the conflict).
+    fn unsaved(
+        &self,
+        size: Option<i64>,
+        fits: Result<SaveOutcome, StoreError>,
+    ) -> Result<SaveOutcome, StoreError> {
+        match size.map(|size| usize::try_from(size).unwrap_or(usize::MAX)) {
+            Some(size) if size > self.max_record_bytes => Err(StoreError::TooLarge {
+                size,
+                limit: self.max_record_bytes,
+            }),
+            _ => fits,
+        }
+    }
+
+    /// Why an update or cycle of `key` changed no row: no row
+    /// ([`SaveOutcome::Missing`]), or a row whose merge was too large when
+    /// the statement ran. The size reported is the merge's size now (a
+    /// concurrent save may have changed the row since).
+    async fn merged_unsaved(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
+        let size: Option<Option<i64>> = sqlx::query_scalar(&self.sql.merged_size)
+            .bind(key.as_str())
+            .bind(&change.removed)
+            .bind(Json(&change.set))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match size {
+            None => Ok(SaveOutcome::Missing),
+            Some(size) => Err(StoreError::TooLarge {
+                size: size.map_or(usize::MAX, |size| usize::try_from(size).unwrap_or(usize::MAX)),
+                limit: self.max_record_bytes,
+            }),
+        }
+    }
+
+    fn decode(&self, row: &PgRow) -> Result<Record, StoreError> {
+        let size: Option<i64> = row.try_get("size").map_err(map_err)?;
+        if let Some(size) = size.and_then(|size| usize::try_from(size).ok()) {
+            if size > self.max_record_bytes {
+                return Err(crate::store::oversized_record(
+                    self.name(),
+                    size,
+                    self.max_record_bytes,
+                ));
+            }
+        }
         sql::record(
             row.try_get::<Option<serde_json::Value>, _>("data")
                 .map_err(map_err)?,
@@ -395,6 +529,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("table", &self.sql.qualified)
             .field("delete_batch_size", &self.sql.batch)
+            .field("max_record_bytes", &self.max_record_bytes)
             .field("connections", &self.pool.size())
             .field("closed", &self.pool.is_closed())
             .finish()
@@ -406,10 +541,11 @@ impl SessionStore for PostgresStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let row = sqlx::query(&self.sql.load)
             .bind(key.as_str())
+            .bind(self.limit_arg())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(Self::decode).transpose()
+        row.as_ref().map(|row| self.decode(row)).transpose()
     }
 
     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
@@ -419,7 +555,8 @@ impl SessionStore for PostgresStore {
                 .bind(Json(&change.set))
                 .bind(change.created)
                 .bind(change.accessed)
-                .bind(change.expires),
+                .bind(change.expires)
+                .bind(self.limit_arg()),
             SaveKind::Update if change.is_touch() => sqlx::query(&self.sql.touch)
                 .bind(key.as_str())
                 .bind(change.accessed)
@@ -429,12 +566,21 @@ impl SessionStore for PostgresStore {
                 .bind(&change.removed)
                 .bind(Json(&change.set))
                 .bind(change.accessed)
-                .bind(change.expires),
+                .bind(change.expires)
+                .bind(self.limit_arg()),
         };
         let rows = query.execute(&self.pool).await.map_err(map_err)?.rows_affected();
         match (change.kind, rows) {
-            (SaveKind::Create, 0) => Err(StoreError::Conflict),
-            (SaveKind::Update, 0) => Ok(SaveOutcome::Missing),
+            (SaveKind::Create, 0) => {
+                let size: Option<i64> = sqlx::query_scalar(&self.sql.new_size)
+                    .bind(Json(&change.set))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                self.unsaved(size, Err(StoreError::Conflict))
+            }
+            (SaveKind::Update, 0) if change.is_touch() => Ok(SaveOutcome::Missing),
+            (SaveKind::Update, 0) => self.merged_unsaved(key, change).await,
             _ => Ok(SaveOutcome::Saved),
         }
     }
@@ -467,10 +613,14 @@ impl SessionStore for PostgresStore {
             .bind(Json(&change.set))
             .bind(change.accessed)
             .bind(change.expires)
+            .bind(self.limit_arg())
             .execute(&self.pool)
             .await
             .map(|done| done.rows_affected());
-        sql::cycle_outcome(result)
+        match sql::cycle_outcome(result)? {
+            SaveOutcome::Missing => self.merged_unsaved(from, change).await,
+            saved => Ok(saved),
+        }
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -25,12 +25,41 @@ const CREATED: &str = "m:created";
 const ACCESSED: &str = "m:accessed";
 const EXPIRES: &str = "m:expires";
 
+/// The start of the save and cycle scripts: `size_after(key, at)` is the
+/// size the hash at `key` would have after the change in `ARGV[at ..]` (see
+/// [`change_args`]): the sum of the byte lengths of its field names and
+/// values, the fields the change removes or sets left out and the fields it
+/// sets counted at their new length. `HKEYS` and one `HSTRLEN` per kept
+/// field: no value is read into the script.
+macro_rules! size_after_lua {
+    () => {
+        r"
+local function size_after(key, at)
+  local changed = {}
+  local removed = tonumber(ARGV[at])
+  for i = at + 1, at + removed do changed[ARGV[i]] = false end
+  for i = at + 1 + removed, #ARGV, 2 do changed[ARGV[i]] = #ARGV[i + 1] end
+  local size = 0
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if changed[field] == nil then
+      size = size + #field + redis.call('HSTRLEN', key, field)
+    end
+  end
+  for field, len in pairs(changed) do
+    if len then size = size + #field + len end
+  end
+  return size
+end
+"
+    };
+}
+
 /// The end of the save and cycle scripts: writes a change to the hash at
 /// `key`. `ARGV[at]` is the number `n` of removed fields, `ARGV[at+1 ..
-/// at+n]` those fields, the rest field/value pairs to set, and
-/// `ARGV[at-1]` the expiry in unix milliseconds (see [`change_args`]).
-/// Commands take at most 1000 arguments at a time, well under Lua's limit
-/// for `unpack`. Answers 1.
+/// at+n]` those fields, the rest field/value pairs to set, `ARGV[at-1]` the
+/// expiry in unix milliseconds and `ARGV[at-2]` the record limit (see
+/// [`change_args`]). Commands take at most 1000 arguments at a time, well
+/// under Lua's limit for `unpack`. Answers 1.
 macro_rules! write_change_lua {
     () => {
         r"
@@ -54,21 +83,25 @@ return 1
 /// The save script.
 ///
 /// `KEYS[1]` is the session's hash. `ARGV[1]` is `"create"` or `"update"`,
-/// `ARGV[2]` the expiry in unix milliseconds, `ARGV[3]` the number `n` of
-/// removed fields, `ARGV[4 .. 3+n]` those fields, and the rest field/value
-/// pairs to set.
+/// `ARGV[2]` the record limit in bytes, `ARGV[3]` the expiry in unix
+/// milliseconds, `ARGV[4]` the number `n` of removed fields, `ARGV[5 ..
+/// 4+n]` those fields, and the rest field/value pairs to set.
 ///
-/// Answers 1 (saved), 0 (update of a missing record: nothing written) or
-/// -1 (create over an existing record: nothing written).
+/// Answers 1 (saved), 0 (update of a missing record: nothing written), -1
+/// (create over an existing record: nothing written) or `{-3, size}` (the
+/// hash would be `size` bytes, over the limit: nothing written).
 const SAVE_SCRIPT: &str = concat!(
+    size_after_lua!(),
     r"
-local key, at = KEYS[1], 3
+local key, at = KEYS[1], 4
 local exists = redis.call('EXISTS', key) == 1
 if ARGV[1] == 'create' then
   if exists then return -1 end
 elseif not exists then
   return 0
 end
+local size = size_after(key, at)
+if size > tonumber(ARGV[at - 2]) then return {-3, size} end
 ",
     write_change_lua!()
 );
@@ -76,20 +109,26 @@ end
 /// The cycle script: moves a session's hash to a new key.
 ///
 /// `KEYS[1]` is the hash to move, `KEYS[2]` its new key. `ARGV[1]` is the
-/// expiry in unix milliseconds, `ARGV[2]` the number `n` of removed fields,
-/// `ARGV[3 .. 2+n]` those fields, and the rest field/value pairs to set.
+/// record limit in bytes, `ARGV[2]` the expiry in unix milliseconds,
+/// `ARGV[3]` the number `n` of removed fields, `ARGV[4 .. 3+n]` those
+/// fields, and the rest field/value pairs to set.
 ///
 /// Answers 1 (moved), 0 (nothing under `KEYS[1]`: nothing written), -1
-/// (`KEYS[2]` taken: nothing written) or -2 (`KEYS[1]` is not a hash:
-/// nothing written).
+/// (`KEYS[2]` taken: nothing written), -2 (`KEYS[1]` is not a hash:
+/// nothing written) or `{-3, size}` (the merged hash would be over the
+/// limit: nothing written).
 const CYCLE_SCRIPT: &str = concat!(
+    size_after_lua!(),
     r"
 local from, to = KEYS[1], KEYS[2]
 if redis.call('EXISTS', to) == 1 then return -1 end
 if redis.call('EXISTS', from) == 0 then return 0 end
 if redis.call('TYPE', from).ok ~= 'hash' then return -2 end
+local at = 3
+local size = size_after(from, at)
+if size > tonumber(ARGV[at - 2]) then return {-3, size} end
 redis.call('RENAME', from, to)
-local key, at = to, 2
+local key = to
 ",
     write_change_lua!()
 );
@@ -135,6 +174,22 @@ return all
 /// only refreshes the accessed time writes two metadata fields and the TTL,
 /// never the data. Two overlapping requests that change different keys both
 /// keep their changes; for the same key the last write wins.
+///
+/// # Record size limit
+///
+/// The limit ([`max_record_bytes`](RedisStore::max_record_bytes), default
+/// 4 MiB) counts the hash: the sum of the byte lengths of its field names
+/// and values, the `d:` prefixes and the metadata included. The save and
+/// cycle scripts check it before they write, with no extra round trip: they
+/// sum `HSTRLEN` over the fields the change keeps (`HKEYS`, no value is
+/// read) and add the new fields' lengths, and answer "too large" without
+/// writing when the sum is over the limit, so the check sees the hash as it
+/// is at that moment (scripts run one at a time). A save is then
+/// [`StoreError::TooLarge`] and the hash is left as it was. A hash larger
+/// than the limit loads as [`StoreError::Corrupt`] (a fresh session, with a
+/// warning naming the store and the size). On Redis Cluster's two-step
+/// cycle the merged size is checked between the steps, and a hash too large
+/// to move is put back under its old key.
 ///
 /// # Expiry
 ///
@@ -218,6 +273,7 @@ pub struct RedisStore {
     script: Arc<Script>,
     cycle_script: Arc<Script>,
     take_script: Arc<Script>,
+    max_record_bytes: usize,
 }
 
 impl fmt::Debug for RedisStore {
@@ -226,6 +282,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("connection", &self.connections.describe())
+            .field("max_record_bytes", &self.max_record_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -275,6 +332,7 @@ impl RedisStore {
             source: Source::Url(url.into()),
             prefix: DEFAULT_PREFIX.to_owned(),
             config: default_manager_config(),
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -397,6 +455,60 @@ impl RedisStore {
             script: Arc::new(Script::new(SAVE_SCRIPT)),
             cycle_script: Arc::new(Script::new(CYCLE_SCRIPT)),
             take_script: Arc::new(Script::new(TAKE_SCRIPT)),
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+
+    /// Sets the largest record the store writes or reads: the sum of the
+    /// byte lengths of the hash's field names and values, metadata included
+    /// (default [`DEFAULT_MAX_RECORD_BYTES`](crate::store::DEFAULT_MAX_RECORD_BYTES),
+    /// 4 MiB; see [Record size limit](RedisStore#record-size-limit)). A save
+    /// or cycle whose resulting hash would be larger fails with
+    /// [`StoreError::TooLarge`] and writes nothing; a larger hash loads as
+    /// [`StoreError::Corrupt`], which the runtime treats as no session.
+    ///
+    /// ```
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?.max_record_bytes(256 * 1024);
+    /// assert_eq!(store.record_limit(), 256 * 1024);
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None here; the limit shows in the errors of
+    /// [`save`](SessionStore::save) and [`cycle`](SessionStore::cycle).
+    #[must_use]
+    pub fn max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
+    /// The largest record the store writes or reads, in bytes (see
+    /// [`RedisStore::max_record_bytes`]).
+    ///
+    /// ```
+    /// let store = carafe::store::RedisStore::new("redis://127.0.0.1:6379")?;
+    /// assert_eq!(store.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn record_limit(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// The answer of the save or cycle script: its code, and the size when
+    /// the code is -3 (too large).
+    fn script_answer(&self, what: &'static str, reply: Value) -> Result<i64, StoreError> {
+        match reply {
+            Value::Int(code) => Ok(code),
+            Value::Array(items) => match items.as_slice() {
+                [Value::Int(-3), Value::Int(size)] => Err(StoreError::TooLarge {
+                    size: usize::try_from(*size).unwrap_or(usize::MAX),
+                    limit: self.max_record_bytes,
+                }),
+                _ => Err(unexpected(what, kind_of(&Value::Array(items)))),
+            },
+            other => Err(unexpected(what, kind_of(&other))),
         }
     }
 
@@ -444,20 +556,53 @@ impl RedisStore {
             }
         };
         // From here on the record is under neither key until the create.
+        let original = fields.clone();
         let pairs = merge_fields(fields, change)?;
+        let size: usize = pairs.iter().map(|(f, v)| f.len() + v.len()).sum();
+        if size > self.max_record_bytes {
+            // Too large: put the hash back as it was, with its TTL.
+            let expires = original
+                .chunks(2)
+                .find(|pair| matches!(&pair[0], Value::BulkString(f) if f == EXPIRES.as_bytes()))
+                .and_then(|pair| bytes(pair[1].clone()))
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|text| parse_timestamp(&text))
+                .unwrap_or(change.expires);
+            let mut restore = self.script.key(self.redis_key(from));
+            restore
+                .arg("create")
+                .arg(usize::MAX)
+                .arg(unix_millis(expires))
+                .arg(0);
+            for item in original {
+                restore.arg(bytes(item).unwrap_or_default());
+            }
+            let _: Value = restore
+                .invoke_async(&mut conn)
+                .await
+                .map_err(StoreError::backend)?;
+            return Err(StoreError::TooLarge {
+                size,
+                limit: self.max_record_bytes,
+            });
+        }
         let mut invocation = self.script.key(to_key);
-        invocation.arg("create").arg(unix_millis(change.expires)).arg(0);
+        invocation
+            .arg("create")
+            .arg(self.max_record_bytes)
+            .arg(unix_millis(change.expires))
+            .arg(0);
         for (field, value) in pairs {
             invocation.arg(field).arg(value);
         }
-        let answer: i64 = invocation
+        let reply: Value = invocation
             .invoke_async(&mut conn)
             .await
             .inspect_err(|err| {
                 tracing::warn!(store = "redis", key = %from.short(), error = %err, "cycle across cluster slots: the session was taken off its old key and could not be written under the new one; it is lost");
             })
             .map_err(StoreError::backend)?;
-        match answer {
+        match self.script_answer("unexpected answer from the save script", reply)? {
             1 => Ok(SaveOutcome::Saved),
             -1 => Err(StoreError::Conflict),
             other => Err(unexpected("unexpected answer from the save script", other)),
@@ -530,6 +675,7 @@ pub struct RedisStoreBuilder {
     source: Source,
     prefix: String,
     config: ConnectionManagerConfig,
+    max_record_bytes: usize,
 }
 
 enum Source {
@@ -575,6 +721,7 @@ impl RedisStoreBuilder {
             source: Source::Client(client),
             prefix: DEFAULT_PREFIX.to_owned(),
             config: default_manager_config(),
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -634,6 +781,24 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// The largest record the store writes or reads (default 4 MiB): see
+    /// [`RedisStore::max_record_bytes`].
+    ///
+    /// ```
+    /// let store = carafe::store::RedisStore::builder("redis://localhost").max_record_bytes(64 * 1024).build()?;
+    /// assert_eq!(store.record_limit(), 64 * 1024);
+    /// # Ok::<(), carafe::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None here; the limit shows in the errors of
+    /// [`save`](SessionStore::save) and [`cycle`](SessionStore::cycle).
+    pub fn max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
     /// Builds the store. It connects on first use, not now.
     ///
     /// ```
@@ -655,7 +820,8 @@ impl RedisStoreBuilder {
             config: self.config,
             manager: Mutex::new(None),
         };
-        Ok(RedisStore::with_connections(self.prefix, Arc::new(connections)))
+        Ok(RedisStore::with_connections(self.prefix, Arc::new(connections))
+            .max_record_bytes(self.max_record_bytes))
     }
 }
 
@@ -674,6 +840,14 @@ impl SessionStore for RedisStore {
             }
             Err(err) => return Err(StoreError::backend(err)),
         };
+        let size = reply_size(&reply);
+        if size > self.max_record_bytes {
+            return Err(crate::store::oversized_record(
+                self.name(),
+                size,
+                self.max_record_bytes,
+            ));
+        }
         decode(reply)
     }
 
@@ -687,14 +861,15 @@ impl SessionStore for RedisStore {
             SaveKind::Create => &[],
             SaveKind::Update => &change.removed,
         };
+        invocation.arg(self.max_record_bytes);
         change_args(&mut invocation, change, removed, change.kind == SaveKind::Create)?;
 
         let mut conn = self.connection()?;
-        let answer: i64 = invocation
+        let reply: Value = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(StoreError::backend)?;
-        match answer {
+        match self.script_answer("unexpected answer from the save script", reply)? {
             1 => Ok(SaveOutcome::Saved),
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
@@ -725,11 +900,12 @@ impl SessionStore for RedisStore {
     ) -> Result<SaveOutcome, StoreError> {
         let mut invocation = self.cycle_script.key(self.redis_key(from));
         invocation.key(self.redis_key(to));
+        invocation.arg(self.max_record_bytes);
         change_args(&mut invocation, change, &change.removed, false)?;
 
         let mut conn = self.connection()?;
-        let answer: i64 = match invocation.invoke_async(&mut conn).await {
-            Ok(answer) => answer,
+        let answer = match invocation.invoke_async::<Value>(&mut conn).await {
+            Ok(reply) => self.script_answer("unexpected answer from the cycle script", reply)?,
             Err(err) if err.code() == Some("CROSSSLOT") => {
                 return self.cycle_across_slots(from, to, change).await;
             }
@@ -844,6 +1020,22 @@ fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
         nanos += scaled;
     }
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}
+
+/// The size of an `HGETALL` reply as the record limit counts it: the byte
+/// lengths of its field names and values.
+fn reply_size(reply: &Value) -> usize {
+    let len = |value: &Value| match value {
+        Value::BulkString(bytes) => bytes.len(),
+        Value::SimpleString(text) => text.len(),
+        Value::VerbatimString { text, .. } => text.len(),
+        _ => 0,
+    };
+    match reply {
+        Value::Array(items) => items.iter().map(len).sum(),
+        Value::Map(pairs) => pairs.iter().map(|(f, v)| len(f) + len(v)).sum(),
+        _ => 0,
+    }
 }
 
 /// Decodes an `HGETALL` reply. An empty reply is no record.
@@ -1240,6 +1432,13 @@ mod tests {
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
+        // A cycle too large to move puts the hash back under its old key.
+        let small = Forward {
+            inner: store.inner.clone().max_record_bytes(8192),
+            name: "redis-across-slots",
+            variant: AcrossSlots,
+        };
+        conformance::oversized_save_is_refused(&small, 8192).await;
 
         // Clean up: the records would expire in a few days anyway.
         let mut conn = store.inner.connection().expect("connection");

@@ -37,6 +37,20 @@ use crate::store::SessionStore;
 /// [`delete_expired`](SessionStore::delete_expired) deletes in batches of
 /// 1000 rows by default.
 ///
+/// # Record size limit
+///
+/// The limit ([`max_record_bytes`](SqliteStoreBuilder::max_record_bytes),
+/// default 4 MiB) counts the `data` column: the session data as the JSON
+/// text stored, in bytes (`length(CAST(data AS BLOB))`). A create is
+/// measured before it is sent. An update or cycle merges in the database, so
+/// the merged size is checked there, in the same statement: the `UPDATE`'s
+/// `WHERE` requires the merged JSON to fit, so an oversized merge writes
+/// nothing. Only when that statement changes no row does the store ask once
+/// more (a `SELECT` of the merged size) whether the row is missing or the
+/// merge too large; a save that fits costs no extra round trip. A row larger
+/// than the limit loads as [`StoreError::Corrupt`] (a fresh session, with a
+/// warning naming the store and the size); its data is not read out.
+///
 /// ```no_run
 /// # async fn example() -> Result<(), carafe::StoreError> {
 /// let store = carafe::store::SqliteStore::connect("sqlite://sessions.db?mode=rwc").await?;
@@ -47,6 +61,7 @@ use crate::store::SessionStore;
 pub struct SqliteStore {
     pool: SqlitePool,
     sql: Arc<Statements>,
+    max_record_bytes: usize,
 }
 
 /// Builds an [`SqliteStore`] with a table name or batch size other than the
@@ -66,6 +81,7 @@ pub struct SqliteStoreBuilder {
     pool: SqlitePool,
     table: String,
     batch: u32,
+    max_record_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -78,6 +94,7 @@ struct Statements {
     insert: String,
     update: String,
     cycle: String,
+    merged_size: String,
     touch: String,
     delete: String,
     reap: String,
@@ -108,7 +125,12 @@ impl Statements {
                  expires_at INTEGER NOT NULL)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
-            load: format!("SELECT data, created_at, accessed_at, expires_at FROM {t} WHERE id = ?1"),
+            // ?2: the record limit. An oversized row's data is not read out.
+            load: format!(
+                "SELECT CASE WHEN length(CAST(data AS BLOB)) <= ?2 THEN data END AS data, \
+                 length(CAST(data AS BLOB)) AS size, created_at, accessed_at, expires_at \
+                 FROM {t} WHERE id = ?1"
+            ),
             insert: format!(
                 "INSERT INTO {t} (id, data, created_at, accessed_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
@@ -120,13 +142,22 @@ impl Statements {
             //     json_patch left (minified, so it ends with `}`); json()
             //     checks the result. No JSON path is built from a key, and a
             //     `null` value is never given to json_patch.
-            update: format!("UPDATE {t} SET data = {merge}, accessed_at = ?4, expires_at = ?5 WHERE id = ?1"),
+            // ?6: the record limit; an oversized merge changes no row.
+            update: format!(
+                "UPDATE {t} SET data = {merge}, accessed_at = ?4, expires_at = ?5 \
+                 WHERE id = ?1 AND length(CAST({merge} AS BLOB)) <= ?6"
+            ),
             // The update's merge, and the row's id changed to ?6 in the same
             // statement: atomic (SQLite runs one writer at a time), and the
             // primary key refuses a `to` that is taken (Conflict).
+            // ?7: the record limit, as in the update.
             cycle: format!(
-                "UPDATE {t} SET id = ?6, data = {merge}, accessed_at = ?4, expires_at = ?5 WHERE id = ?1"
+                "UPDATE {t} SET id = ?6, data = {merge}, accessed_at = ?4, expires_at = ?5 \
+                 WHERE id = ?1 AND length(CAST({merge} AS BLOB)) <= ?7"
             ),
+            // After an update or cycle that changed no row: the size the
+            // merge would have had (no row: the row is missing).
+            merged_size: format!("SELECT length(CAST({merge} AS BLOB)) AS size FROM {t} WHERE id = ?1"),
             touch: format!("UPDATE {t} SET accessed_at = ?2, expires_at = ?3 WHERE id = ?1"),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
             reap: format!(
@@ -169,6 +200,32 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// The largest session data the store writes or reads, in bytes of the
+    /// stored JSON text (default
+    /// [`DEFAULT_MAX_RECORD_BYTES`](crate::store::DEFAULT_MAX_RECORD_BYTES),
+    /// 4 MiB; see [the store's docs](SqliteStore#record-size-limit)). A save
+    /// whose merged data would be larger fails with [`StoreError::TooLarge`]
+    /// and writes nothing; a larger row loads as [`StoreError::Corrupt`],
+    /// which the runtime treats as no session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let store = carafe::store::SqliteStore::builder(pool).max_record_bytes(256 * 1024).build()?;
+    /// assert_eq!(store.record_limit(), 256 * 1024);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None here; the limit shows in the errors of
+    /// [`save`](SessionStore::save) and [`cycle`](SessionStore::cycle).
+    pub fn max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
     /// Makes the store. Nothing is sent to the database.
     ///
     /// ```
@@ -187,6 +244,7 @@ impl SqliteStoreBuilder {
         Ok(SqliteStore {
             sql: Arc::new(Statements::new(&self.table, self.batch)?),
             pool: self.pool,
+            max_record_bytes: self.max_record_bytes,
         })
     }
 }
@@ -227,6 +285,7 @@ impl SqliteStore {
             pool,
             table: sql::DEFAULT_TABLE.into(),
             batch: sql::DEFAULT_DELETE_BATCH,
+            max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -328,7 +387,64 @@ impl SqliteStore {
         &self.sql.table
     }
 
-    fn decode(row: &SqliteRow) -> Result<Record, StoreError> {
+    /// The largest session data the store writes or reads, in bytes (see
+    /// [`SqliteStoreBuilder::max_record_bytes`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = carafe::store::sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let store = carafe::store::SqliteStore::new(pool);
+    /// assert_eq!(store.record_limit(), carafe::store::DEFAULT_MAX_RECORD_BYTES);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn record_limit(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// The limit as an SQL integer.
+    fn limit_arg(&self) -> i64 {
+        i64::try_from(self.max_record_bytes).unwrap_or(i64::MAX)
+    }
+
+    /// Why an update or cycle of `key` changed no row: no row
+    /// ([`SaveOutcome::Missing`]), or a row whose merge was larger than the
+    /// limit when the statement ran. The size reported is the merge's size
+    /// now (another connection may have written the row since).
+    async fn unsaved(
+        &self,
+        key: &StoreKey,
+        patch: String,
+        members: String,
+    ) -> Result<SaveOutcome, StoreError> {
+        let size: Option<Option<i64>> = sqlx::query_scalar(&self.sql.merged_size)
+            .bind(key.as_str())
+            .bind(patch)
+            .bind(members)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match size.flatten() {
+            None => Ok(SaveOutcome::Missing),
+            Some(size) => Err(StoreError::TooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: self.max_record_bytes,
+            }),
+        }
+    }
+
+    fn decode(&self, row: &SqliteRow) -> Result<Record, StoreError> {
+        let size: Option<i64> = row.try_get("size").map_err(map_err)?;
+        if let Some(size) = size.and_then(|size| usize::try_from(size).ok()) {
+            if size > self.max_record_bytes {
+                return Err(crate::store::oversized_record(
+                    self.name(),
+                    size,
+                    self.max_record_bytes,
+                ));
+            }
+        }
         let text: Option<String> = row.try_get("data").map_err(map_err)?;
         let value = text
             .map(|text| serde_json::from_str(&text))
@@ -365,6 +481,7 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("table", &self.sql.table)
             .field("delete_batch_size", &self.sql.batch)
+            .field("max_record_bytes", &self.max_record_bytes)
             .field("connections", &self.pool.size())
             .field("closed", &self.pool.is_closed())
             .finish()
@@ -376,16 +493,23 @@ impl SessionStore for SqliteStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let row = sqlx::query(&self.sql.load)
             .bind(key.as_str())
+            .bind(self.limit_arg())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(Self::decode).transpose()
+        row.as_ref().map(|row| self.decode(row)).transpose()
     }
 
     async fn save(&self, key: &StoreKey, change: &Change) -> Result<SaveOutcome, StoreError> {
         let rows = match change.kind {
             SaveKind::Create => {
                 let data = serde_json::to_string(&change.set).map_err(StoreError::backend)?;
+                if data.len() > self.max_record_bytes {
+                    return Err(StoreError::TooLarge {
+                        size: data.len(),
+                        limit: self.max_record_bytes,
+                    });
+                }
                 sqlx::query(&self.sql.insert)
                     .bind(key.as_str())
                     .bind(data)
@@ -405,14 +529,21 @@ impl SessionStore for SqliteStore {
             }
             SaveKind::Update => {
                 let (patch, members) = merge_args(change)?;
-                sqlx::query(&self.sql.update)
+                let rows = sqlx::query(&self.sql.update)
                     .bind(key.as_str())
-                    .bind(patch)
-                    .bind(members)
+                    .bind(&patch)
+                    .bind(&members)
                     .bind(change.accessed.unix_timestamp())
                     .bind(change.expires.unix_timestamp())
+                    .bind(self.limit_arg())
                     .execute(&self.pool)
                     .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                if rows == 0 {
+                    return self.unsaved(key, patch, members).await;
+                }
+                return Ok(SaveOutcome::Saved);
             }
         }
         .map_err(map_err)?
@@ -448,15 +579,19 @@ impl SessionStore for SqliteStore {
         let (patch, members) = merge_args(change)?;
         let result = sqlx::query(&self.sql.cycle)
             .bind(from.as_str())
-            .bind(patch)
-            .bind(members)
+            .bind(&patch)
+            .bind(&members)
             .bind(change.accessed.unix_timestamp())
             .bind(change.expires.unix_timestamp())
             .bind(to.as_str())
+            .bind(self.limit_arg())
             .execute(&self.pool)
             .await
             .map(|done| done.rows_affected());
-        sql::cycle_outcome(result)
+        match sql::cycle_outcome(result)? {
+            SaveOutcome::Missing => self.unsaved(from, patch, members).await,
+            saved => Ok(saved),
+        }
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -522,7 +657,7 @@ mod tests {
         let store = memory_store().await;
         assert_eq!(
             format!("{store:?}"),
-            "SqliteStore { table: \"carafe_sessions\", delete_batch_size: 1000, connections: 1, closed: false }"
+            "SqliteStore { table: \"carafe_sessions\", delete_batch_size: 1000, max_record_bytes: 4194304, connections: 1, closed: false }"
         );
         let key = crate::id::SessionId::generate().store_key();
         let t = OffsetDateTime::UNIX_EPOCH;
