@@ -30,11 +30,7 @@ impl Verifier {
     }
 }
 
-/// Decodes a file-store record file's contents, as the file store does, with `limit` bytes at most.
-///
-/// # Errors
-///
-/// `Corrupt` if the bytes are larger than `limit` or are not a record.
+/// Decodes a record file's contents as the file store does: `Corrupt` if over `limit` bytes or not a record.
 pub fn decode_record(bytes: &[u8], limit: usize) -> Result<Record, StoreError> {
     crate::store::decode_record(bytes, limit)
 }
