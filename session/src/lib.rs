@@ -94,6 +94,11 @@ pub mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 pub use backend::IntoBackend;
 pub use builder::SessionLayerBuilder;
 pub use clock::{Clock, MockClock, SystemClock};

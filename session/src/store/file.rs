@@ -352,6 +352,12 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap).read_to_end(&mut bytes)?;
+    decode_record(&bytes, limit).map(Some)
+}
+
+/// Decodes a record file's contents: `Corrupt` if they are larger than
+/// `limit` or are not a record.
+pub(crate) fn decode_record(bytes: &[u8], limit: usize) -> Result<Record, StoreError> {
     if bytes.len() > limit {
         // The size on disk: the read stopped one byte past the limit.
         let size = meta.len();
@@ -359,8 +365,7 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
             "record file is {size} bytes, larger than the limit of {limit} bytes"
         )));
     }
-    serde_json::from_slice::<Record>(&bytes)
-        .map(Some)
+    serde_json::from_slice::<Record>(bytes)
         .map_err(|err| StoreError::Corrupt(format!("record file is not a session record: {err}")))
 }
 

@@ -55,6 +55,8 @@ mod sqlite;
 
 #[cfg(feature = "cookie-store")]
 pub use cookie::CookieStore;
+#[cfg(feature = "fuzzing")]
+pub(crate) use file::decode_record;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres-store")]
