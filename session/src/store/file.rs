@@ -346,12 +346,20 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
     };
     // The opened file's type, not the path's: nothing can swap it between
     // the check and the read.
-    if !file.metadata()?.file_type().is_file() {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
         return Err(StoreError::Corrupt("record is not a regular file".into()));
     }
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        // The size on disk: the read stopped one byte past the limit.
+        let size = meta.len();
+        return Err(StoreError::Corrupt(format!(
+            "record file is {size} bytes, larger than the limit of {limit} bytes"
+        )));
+    }
     decode_record(&bytes, limit).map(Some)
 }
 
@@ -359,10 +367,8 @@ fn read_record(path: &Path, limit: usize) -> Result<Option<Record>, StoreError> 
 /// `limit` or are not a record.
 pub(crate) fn decode_record(bytes: &[u8], limit: usize) -> Result<Record, StoreError> {
     if bytes.len() > limit {
-        // The size on disk: the read stopped one byte past the limit.
-        let size = meta.len();
         return Err(StoreError::Corrupt(format!(
-            "record file is {size} bytes, larger than the limit of {limit} bytes"
+            "record file is larger than the limit of {limit} bytes"
         )));
     }
     serde_json::from_slice::<Record>(bytes)
