@@ -9,7 +9,7 @@
 //! (counted by a TCP proxy between the store and the server): a 1-key change
 //! in a 20-key session sends a small fraction of the whole record.
 //!
-//! `cargo bench --bench redis`; the server is `CARAFE_REDIS_URL` (default
+//! `cargo bench -p carafe-tests --bench redis`; the server is `CARAFE_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`). Without a server the benchmark prints
 //! `skipped: no Redis at URL` and measures nothing.
 

@@ -6,7 +6,7 @@
 //!   session, through a `#[derive(Session)]` struct and through the untyped
 //!   API (10 `get`s and one `insert`), on the memory store.
 //!
-//! `cargo bench --bench session`
+//! `cargo bench -p carafe-tests --bench session`
 
 use axum::body::Body;
 use axum::routing::get;

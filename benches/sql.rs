@@ -11,7 +11,7 @@
 //! PostgreSQL what the store sends to the server (counted by a TCP proxy),
 //! for SQLite the growth of the write-ahead log (whole pages).
 //!
-//! `cargo bench --bench sql`. PostgreSQL is `CARAFE_POSTGRES_URL` (default
+//! `cargo bench -p carafe-tests --bench sql`. PostgreSQL is `CARAFE_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); the benchmark works in a
 //! schema of its own and drops it afterwards. Without a server it prints
 //! `skipped: no PostgreSQL at URL` and measures SQLite alone.

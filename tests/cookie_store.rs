@@ -378,16 +378,14 @@ async fn sessions_survive_a_restart_with_the_same_secret() {
 #[tokio::test]
 async fn cookie_example_binary_prints_its_address_and_serves() {
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "cookie"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", "cookie", "--features", "cookie"])
+        .current_dir(workspace_root())
         .status()
         .unwrap();
     assert!(status.success());
     let exe = std::env::var_os("CARGO_TARGET_DIR")
         .map(|t| std::path::PathBuf::from(t).join("debug/examples/cookie"))
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/cookie")
-        });
+        .unwrap_or_else(|| workspace_root().join("target/debug/examples/cookie"));
     assert!(
         exe.exists(),
         "the cookie example was not built at {}",
@@ -1632,4 +1630,12 @@ async fn a_cookie_cannot_move_between_layers_that_share_a_secret() {
     );
     let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
     assert_eq!(r.body, "count: 1");
+}
+
+/// The workspace's root, where the examples' package is (this package is
+/// `tests/`).
+fn workspace_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
 }

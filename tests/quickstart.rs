@@ -92,11 +92,11 @@ async fn quickstart_binary_prints_its_address_and_serves() {
     // test also works when run alone (a no-op when it is up to date)
     let status = std::process::Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--example", "quickstart"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(workspace_root())
         .status()
         .unwrap();
     assert!(status.success());
-    let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/quickstart");
+    let exe = workspace_root().join("target/debug/examples/quickstart");
     let exe = std::env::var_os("CARGO_TARGET_DIR")
         .map(|t| std::path::PathBuf::from(t).join("debug/examples/quickstart"))
         .unwrap_or(exe);
@@ -129,4 +129,12 @@ async fn quickstart_binary_prints_its_address_and_serves() {
     assert_eq!(http(addr, "GET", "/", None, None).await.body, "count: 1");
     assert_eq!(http(addr, "GET", "/health", None, None).await.body, "ok");
     child.kill().await.unwrap();
+}
+
+/// The workspace's root, where the examples' package is (this package is
+/// `tests/`).
+fn workspace_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
 }
