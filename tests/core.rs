@@ -1198,3 +1198,24 @@ async fn an_oversized_session_is_a_clear_500_and_keeps_the_cookie_and_the_record
     assert!(r.set_cookies.is_empty());
     assert_eq!(store.len(), 1);
 }
+
+/// ASVS 3.1.1: the session token is never taken from the URL. A valid
+/// cookie value in the query string, under any likely name, is no session,
+/// and nothing the layer writes puts the id in a URL or a body.
+#[tokio::test]
+async fn a_session_id_in_the_url_is_ignored() {
+    let clock = MockClock::default();
+    let app = auto_app(MemoryStore::new(), &clock);
+    let first = req(&app, "/count", None).await;
+    let value = first.cookie_value().unwrap();
+    // control: as a cookie it loads
+    let cookie = format!("{PLAIN_COOKIE}={value}");
+    assert_eq!(req(&app, "/count", Some(&cookie)).await.body, "count: 2");
+    for name in [PLAIN_COOKIE, COOKIE, "sid", "session", "session_id", "carafe"] {
+        let r = req(&app, &format!("/count?{name}={value}"), None).await;
+        assert_eq!(r.body, "count: 1", "?{name}= must not load the session");
+        assert!(r.headers.get(http::header::LOCATION).is_none());
+    }
+    let id = value.split('.').next().unwrap();
+    assert!(!first.body.contains(id));
+}

@@ -205,6 +205,37 @@ mod tests {
         assert!(!format!("{id:?}").contains(&text[..8]));
     }
 
+    /// Not a proof of randomness (that is the OS CSPRNG's), but a check
+    /// that ids carry 122 independent-looking random bits: every one of
+    /// them is set in about half of 10,000 ids (a bias to 45% or 55% is
+    /// ten standard deviations out), the 6 fixed bits are UUID v4's, and no
+    /// id repeats.
+    #[test]
+    fn ids_carry_122_random_bits() {
+        const N: usize = 10_000;
+        let mut seen = std::collections::HashSet::with_capacity(N);
+        let mut ones = [0usize; 128];
+        for _ in 0..N {
+            let id = SessionId::generate();
+            let bits = id.0.as_u128();
+            assert!(seen.insert(bits), "an id repeated");
+            assert_eq!(id.0.get_version_num(), 4);
+            assert_eq!(id.0.get_variant(), uuid::Variant::RFC4122);
+            for (bit, count) in ones.iter_mut().enumerate() {
+                *count += usize::from(bits >> bit & 1 == 1);
+            }
+        }
+        // bits 76..80 are the version, 62..64 the variant (counted from the
+        // least significant bit of the u128)
+        let fixed = |bit: usize| (76..80).contains(&bit) || (62..64).contains(&bit);
+        let random: Vec<usize> = (0..128).filter(|&b| !fixed(b)).collect();
+        assert_eq!(random.len(), 122);
+        for bit in random {
+            let share = ones[bit] * 100 / N;
+            assert!((45..55).contains(&share), "bit {bit} set in {share}% of ids");
+        }
+    }
+
     #[test]
     fn store_key_is_a_hash_not_the_id() {
         let id = SessionId::generate();

@@ -119,10 +119,17 @@ impl Key {
     }
 }
 
-impl Drop for Key {
-    fn drop(&mut self) {
+impl Key {
+    /// Overwrites the key material with zeros (what dropping a key does).
+    fn wipe(&mut self) {
         self.signing.zeroize();
         self.encryption.zeroize();
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }
 
@@ -236,6 +243,15 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropping_a_key_wipes_it() {
+        let mut key = Key::generate();
+        assert_ne!(key.signing, [0u8; 32]);
+        assert_ne!(key.encryption, [0u8; 32]);
+        key.wipe();
+        assert_eq!((key.signing, key.encryption), ([0u8; 32], [0u8; 32]));
+    }
 
     fn keys() -> Keys {
         Keys::new(Key::from_secret([7u8; 32]).unwrap(), vec![], "sid")
