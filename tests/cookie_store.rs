@@ -1586,50 +1586,42 @@ async fn a_copied_cookie_cannot_be_refreshed_past_thirty_days_by_default() {
 #[tokio::test]
 async fn a_cookie_cannot_move_between_layers_that_share_a_secret() {
     let clock = MockClock::default();
-    let named = |name: &str| {
-        app(builder(CookieStore::new(), &clock)
-            .cookie_name(name)
-            .auto(true)
-            .build()
-            .unwrap())
-    };
-    let (shop, admin) = (named("shop.sid"), named("admin.sid"));
-    let cookie = req(&shop, "/count", None).await.cookie().unwrap();
-    let value = value_of(&cookie);
-    // control: it works where it was issued
-    assert_eq!(
-        req(&shop, "/count", Some(&format!("shop.sid={value}")))
-            .await
-            .body,
-        "count: 2"
-    );
-    // under the other layer's name it is no session
-    let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
-    assert_eq!(r.body, "count: 1");
-
-    // the same for signed ids over one shared server-side store
     let store = MemoryStore::new();
-    let named = |name: &str| {
-        app(SessionLayer::builder(store.clone())
-            .secret(SECRET)
-            .clock(clock.clone())
-            .secure(false)
-            .cookie_name(name)
-            .auto(true)
-            .build()
-            .unwrap())
-    };
-    let (shop, admin) = (named("shop.sid"), named("admin.sid"));
-    let cookie = req(&shop, "/count", None).await.cookie().unwrap();
-    let value = value_of(&cookie);
-    assert_eq!(
-        req(&shop, "/count", Some(&format!("shop.sid={value}")))
-            .await
-            .body,
-        "count: 2"
-    );
-    let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
-    assert_eq!(r.body, "count: 1");
+    // the cookie store, and signed ids over one shared server-side store
+    let kinds: [&dyn Fn(&str) -> Router; 2] = [
+        &|name| {
+            app(builder(CookieStore::new(), &clock)
+                .cookie_name(name)
+                .auto(true)
+                .build()
+                .unwrap())
+        },
+        &|name| {
+            app(SessionLayer::builder(store.clone())
+                .secret(SECRET)
+                .clock(clock.clone())
+                .secure(false)
+                .cookie_name(name)
+                .auto(true)
+                .build()
+                .unwrap())
+        },
+    ];
+    for named in kinds {
+        let (shop, admin) = (named("shop.sid"), named("admin.sid"));
+        let cookie = req(&shop, "/count", None).await.cookie().unwrap();
+        let value = value_of(&cookie);
+        // control: it works where it was issued
+        assert_eq!(
+            req(&shop, "/count", Some(&format!("shop.sid={value}")))
+                .await
+                .body,
+            "count: 2"
+        );
+        // under the other layer's name it is no session
+        let r = req(&admin, "/count", Some(&format!("admin.sid={value}"))).await;
+        assert_eq!(r.body, "count: 1");
+    }
 }
 
 /// The workspace's root, where the examples' package is (this package is

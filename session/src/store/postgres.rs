@@ -504,16 +504,11 @@ impl PostgresStore {
     }
 
     fn decode(&self, row: &PgRow) -> Result<Record, StoreError> {
-        let size: Option<i64> = row.try_get("size").map_err(map_err)?;
-        if let Some(size) = size.and_then(|size| usize::try_from(size).ok()) {
-            if size > self.max_record_bytes {
-                return Err(crate::store::oversized_record(
-                    self.name(),
-                    size,
-                    self.max_record_bytes,
-                ));
-            }
-        }
+        sql::check_row_size(
+            self.name(),
+            row.try_get("size").map_err(map_err)?,
+            self.max_record_bytes,
+        )?;
         sql::record(
             row.try_get::<Option<serde_json::Value>, _>("data")
                 .map_err(map_err)?,

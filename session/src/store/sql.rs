@@ -122,6 +122,16 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// Refuses a row whose stored size (the `size` the loads select beside the
+/// data) is over `limit`: [`StoreError::Corrupt`], with the store's warning,
+/// so the runtime starts a fresh session.
+pub(crate) fn check_row_size(store: &'static str, size: Option<i64>, limit: usize) -> Result<(), StoreError> {
+    match size.and_then(|size| usize::try_from(size).ok()) {
+        Some(size) if size > limit => Err(crate::store::oversized_record(store, size, limit)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,16 +435,11 @@ impl SqliteStore {
     }
 
     fn decode(&self, row: &SqliteRow) -> Result<Record, StoreError> {
-        let size: Option<i64> = row.try_get("size").map_err(map_err)?;
-        if let Some(size) = size.and_then(|size| usize::try_from(size).ok()) {
-            if size > self.max_record_bytes {
-                return Err(crate::store::oversized_record(
-                    self.name(),
-                    size,
-                    self.max_record_bytes,
-                ));
-            }
-        }
+        sql::check_row_size(
+            self.name(),
+            row.try_get("size").map_err(map_err)?,
+            self.max_record_bytes,
+        )?;
         let text: Option<String> = row.try_get("data").map_err(map_err)?;
         let value = text
             .map(|text| serde_json::from_str(&text))
