@@ -754,6 +754,13 @@ async fn a_hung_store_times_out() {
         ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             std::future::pending().await
         }
+        async fn take_prefixed(
+            &self,
+            _: &carafe::store::StoreKey,
+            _: &str,
+        ) -> Result<carafe::store::Data, carafe::StoreError> {
+            std::future::pending().await
+        }
         async fn delete(&self, _: &carafe::store::StoreKey) -> Result<(), carafe::StoreError> {
             std::future::pending().await
         }
@@ -832,6 +839,13 @@ async fn corrupt_record_is_a_fresh_session() {
             change: &carafe::store::Change,
         ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
             self.0.cycle(from, to, change).await
+        }
+        async fn take_prefixed(
+            &self,
+            key: &carafe::store::StoreKey,
+            prefix: &str,
+        ) -> Result<carafe::store::Data, carafe::StoreError> {
+            self.0.take_prefixed(key, prefix).await
         }
         async fn delete_expired(&self, now: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
             self.0.delete_expired(now).await

@@ -226,6 +226,13 @@ impl SessionStore for WholeRecordWrites {
     ) -> Result<carafe::store::SaveOutcome, carafe::StoreError> {
         self.0.cycle(from, to, change).await
     }
+    async fn take_prefixed(
+        &self,
+        key: &carafe::store::StoreKey,
+        prefix: &str,
+    ) -> Result<carafe::store::Data, carafe::StoreError> {
+        self.0.take_prefixed(key, prefix).await
+    }
     async fn delete_expired(&self, now: time::OffsetDateTime) -> Result<u64, carafe::StoreError> {
         self.0.delete_expired(now).await
     }

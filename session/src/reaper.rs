@@ -269,6 +269,9 @@ mod tests {
         async fn cycle(&self, _: &StoreKey, _: &StoreKey, _: &Change) -> Result<SaveOutcome, StoreError> {
             Ok(SaveOutcome::Missing)
         }
+        async fn take_prefixed(&self, _: &StoreKey, _: &str) -> Result<crate::record::Data, StoreError> {
+            Ok(crate::record::Data::new())
+        }
         async fn delete_expired(&self, _: OffsetDateTime) -> Result<u64, StoreError> {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(delay) = self.delay {

@@ -34,6 +34,43 @@ pub struct Record {
     pub expires: OffsetDateTime,
 }
 
+impl Record {
+    /// Removes the keys that start with `prefix` and returns them with
+    /// their values: what a store's
+    /// [`take_prefixed`](crate::SessionStore::take_prefixed) does to a
+    /// record it holds in memory.
+    ///
+    /// ```
+    /// # use carafe::store::Record;
+    /// # let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let mut record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+    /// record.data.insert("_flash.1".into(), 1.into());
+    /// record.data.insert("user".into(), 2.into());
+    /// let taken = record.take_prefixed("_flash.");
+    /// assert_eq!(taken.keys().collect::<Vec<_>>(), ["_flash.1"]);
+    /// assert_eq!(record.data.keys().collect::<Vec<_>>(), ["user"]);
+    /// ```
+    pub fn take_prefixed(&mut self, prefix: &str) -> Data {
+        take_prefixed(&mut self.data, prefix)
+    }
+}
+
+/// Removes the keys of `data` that start with `prefix` and returns them.
+pub(crate) fn take_prefixed(data: &mut Data, prefix: &str) -> Data {
+    let keys: Vec<String> = data
+        .keys()
+        .filter(|key| key.starts_with(prefix))
+        .cloned()
+        .collect();
+    let mut taken = Data::new();
+    for key in keys {
+        if let Some(value) = data.remove(&key) {
+            taken.insert(key, value);
+        }
+    }
+    taken
+}
+
 /// Whether a save makes a new record or changes an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveKind {

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use carafe::store::{Change, Record, SaveOutcome, StoreKey};
+use carafe::store::{Change, Data, Record, SaveOutcome, StoreKey};
 use carafe::{SessionStore, StoreError};
 use time::OffsetDateTime;
 
@@ -15,6 +15,7 @@ pub struct Probe<S> {
     pub saves: Arc<AtomicUsize>,
     pub deletes: Arc<AtomicUsize>,
     pub cycles: Arc<AtomicUsize>,
+    pub takes: Arc<AtomicUsize>,
     pub failing: Arc<AtomicBool>,
     pub last_change: Arc<std::sync::Mutex<Option<Change>>>,
 }
@@ -27,6 +28,7 @@ impl<S: SessionStore> Probe<S> {
             saves: Arc::default(),
             deletes: Arc::default(),
             cycles: Arc::default(),
+            takes: Arc::default(),
             failing: Arc::default(),
             last_change: Arc::default(),
         }
@@ -37,6 +39,7 @@ impl<S: SessionStore> Probe<S> {
             + self.saves.load(Ordering::SeqCst)
             + self.deletes.load(Ordering::SeqCst)
             + self.cycles.load(Ordering::SeqCst)
+            + self.takes.load(Ordering::SeqCst)
     }
 
     pub fn saves(&self) -> usize {
@@ -91,6 +94,11 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         self.check()?;
         *self.last_change.lock().unwrap() = Some(change.clone());
         self.inner.cycle(from, to, change).await
+    }
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        self.takes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.take_prefixed(key, prefix).await
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.check()?;

@@ -214,6 +214,8 @@ where
     cycle_racing_delete_never_resurrects(&make().await).await;
     cycle_racing_update(&make().await).await;
     oversized_save_is_refused(&make().await, options.limit()).await;
+    take_prefixed_takes_once(&make().await).await;
+    overlapping_takes_share_out_each_key(&make().await).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -922,6 +924,151 @@ pub async fn overlapping_updates_and_removals(store: &dyn SessionStore) {
     overlapping(c, OVERLAPPING / 2).await;
 }
 
+/// [`SessionStore::take_prefixed`] removes and answers exactly the keys
+/// with the prefix, once; the rest of the record, its timestamps included,
+/// is left as it was; an unknown key answers nothing and creates nothing.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::take_prefixed_takes_once(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn take_prefixed_takes_once(store: &dyn SessionStore) {
+    let c = Check::new(store, "take_prefixed_takes_once");
+    let t = now();
+    let k = key();
+    let kept = data(&[
+        ("user", json!("ada")),
+        ("_f", json!(1)),
+        ("_fx.1", json!(2)),
+        ("x_f.1", json!(3)),
+    ]);
+    let mut initial = kept.clone();
+    initial.insert("_f.1".into(), json!({"level": "info", "body": "saved"}));
+    initial.insert("_f.2".into(), json!([1, "two", null]));
+    c.create(&k, &create_at(initial.clone(), t)).await;
+
+    let taken = c.ok("take", store.take_prefixed(&k, "_f.").await);
+    let want: Data = initial
+        .iter()
+        .filter(|(n, _)| n.starts_with("_f."))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    c.eq("what the first take answers", &taken, &want);
+    let rest = Record {
+        data: kept,
+        ..create_at(Data::new(), t).to_record()
+    };
+    c.holds(
+        "the record after the take (other keys and timestamps untouched)",
+        &k,
+        &rest,
+    )
+    .await;
+    let again = c.ok("second take", store.take_prefixed(&k, "_f.").await);
+    c.eq("what a second take answers", again, Data::new());
+    c.holds("the record after a take that found nothing", &k, &rest)
+        .await;
+
+    let unknown = key();
+    let nothing = c.ok(
+        "take from an unknown key",
+        store.take_prefixed(&unknown, "_f.").await,
+    );
+    c.eq("what a take from an unknown key answers", nothing, Data::new());
+    c.absent("an unknown key after a take", &unknown).await;
+}
+
+/// Overlapping takes, and updates that add keys while they run: every key
+/// with the prefix is answered by exactly one take (the ones added during
+/// the takes by one of them or by a last take after), and no other key is
+/// lost.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::overlapping_takes_share_out_each_key(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn overlapping_takes_share_out_each_key(store: &dyn SessionStore) {
+    const TAKES: usize = 8;
+    let c = Check::new(store, "overlapping_takes_share_out_each_key");
+    let t = now();
+    let k = key();
+    let mut initial = data(&[("user", json!("ada"))]);
+    for i in 0..20 {
+        initial.insert(format!("_f.{i:02}"), json!(i));
+    }
+    c.create(&k, &create_at(initial, t)).await;
+
+    let adds: Vec<Change> = (0..TAKES)
+        .map(|i| {
+            let set = data(&[
+                (&format!("_f.new-{i}"), json!(i)),
+                (&format!("other-{i}"), json!(i)),
+            ]);
+            update(set, &[], t, t, t + Duration::days(1))
+        })
+        .collect();
+    let mut futures: Vec<Pin<Box<dyn Future<Output = Option<Data>> + Send + '_>>> = Vec::new();
+    for change in &adds {
+        let k = &k;
+        futures.push(Box::pin(
+            async move { c.store.take_prefixed(k, "_f.").await.ok() },
+        ));
+        futures.push(Box::pin(async move {
+            let outcome = c.ok("an update overlapping the takes", c.store.save(k, change).await);
+            c.saved("outcome of an update overlapping the takes", outcome);
+            None
+        }));
+    }
+    let answers = join_all(futures).await;
+    let mut takes: Vec<Data> = answers.into_iter().flatten().collect();
+    if takes.len() != TAKES {
+        c.fail(format_args!(
+            "{} of {TAKES} overlapping takes failed",
+            TAKES - takes.len()
+        ));
+    }
+    takes.push(c.ok("the take after the others", store.take_prefixed(&k, "_f.").await));
+
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for taken in &takes {
+        for name in taken.keys() {
+            *seen.entry(name.clone()).or_default() += 1;
+        }
+    }
+    let twice: Vec<&String> = seen.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+    if !twice.is_empty() {
+        c.fail(format_args!("keys answered by more than one take: {twice:?}"));
+    }
+    let want: Vec<String> = (0..20)
+        .map(|i| format!("_f.{i:02}"))
+        .chain((0..TAKES).map(|i| format!("_f.new-{i}")))
+        .collect();
+    let lost: Vec<&String> = want.iter().filter(|name| !seen.contains_key(*name)).collect();
+    if !lost.is_empty() {
+        c.fail(format_args!("keys no take answered: {lost:?}"));
+    }
+    let Some(record) = c.load(&k).await else {
+        c.fail(format_args!("the record vanished after overlapping takes"));
+    };
+    let mut left: Vec<&String> = record.data.keys().collect();
+    left.sort();
+    let mut expect: Vec<String> = std::iter::once("user".to_owned())
+        .chain((0..TAKES).map(|i| format!("other-{i}")))
+        .collect();
+    expect.sort();
+    c.eq("the keys left after the takes", left, expect.iter().collect());
+}
+
 /// Fails unless `key` holds exactly `values`, naming the keys that differ;
 /// `after` says what wrote them.
 async fn round_trips(c: Check<'_>, after: &str, key: &StoreKey, values: &Data) {
@@ -1627,7 +1774,7 @@ pub(crate) mod forward {
 
     use crate::error::StoreError;
     use crate::id::StoreKey;
-    use crate::record::{Change, Record, SaveOutcome};
+    use crate::record::{Change, Data, Record, SaveOutcome};
     use crate::store::SessionStore;
 
     /// What a variant of `S` does differently: by default nothing.
@@ -1645,6 +1792,10 @@ pub(crate) mod forward {
 
         async fn delete_expired(&self, inner: &S, now: OffsetDateTime) -> Result<u64, StoreError> {
             inner.delete_expired(now).await
+        }
+
+        async fn take_prefixed(&self, inner: &S, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+            inner.take_prefixed(key, prefix).await
         }
     }
 
@@ -1677,6 +1828,10 @@ pub(crate) mod forward {
             change: &Change,
         ) -> Result<SaveOutcome, StoreError> {
             self.variant.cycle(&self.inner, from, to, change).await
+        }
+
+        async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+            self.variant.take_prefixed(&self.inner, key, prefix).await
         }
 
         async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -1732,6 +1887,11 @@ mod tests {
         NoSizeLimit,
         SizeOfChangeOnly,
         TooLargeButWrites,
+        TakeLeavesKeys,
+        TakeIsRacy,
+        TakeTouches,
+        TakeIgnoresPrefix,
+        TakeCreates,
     }
 
     #[derive(Debug)]
@@ -1937,6 +2097,40 @@ mod tests {
             Ok(SaveOutcome::Saved)
         }
 
+        async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+            let key = self.key(key);
+            let current = self.map().get(&key).cloned();
+            if self.flaw == Flaw::TakeIsRacy {
+                tokio::task::yield_now().await;
+            }
+            let Some(mut record) = current else {
+                if self.flaw == Flaw::TakeCreates {
+                    let t = OffsetDateTime::UNIX_EPOCH;
+                    let empty = Record {
+                        data: Data::new(),
+                        created: t,
+                        accessed: t,
+                        expires: t,
+                    };
+                    self.map().insert(key, empty);
+                }
+                return Ok(Data::new());
+            };
+            let prefix = if self.flaw == Flaw::TakeIgnoresPrefix {
+                ""
+            } else {
+                prefix
+            };
+            let taken = record.take_prefixed(prefix);
+            if self.flaw == Flaw::TakeTouches {
+                record.accessed += Duration::seconds(1);
+            }
+            if self.flaw != Flaw::TakeLeavesKeys {
+                self.map().insert(key, record);
+            }
+            Ok(taken)
+        }
+
         async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
             let mut map = self.map();
             let before = map.len();
@@ -2054,6 +2248,19 @@ mod tests {
                 vec![Flaw::CycleCopiesThenDeletes, Flaw::CycleKeepsFrom],
             ),
             (
+                check!(take_prefixed_takes_once),
+                vec![
+                    Flaw::TakeLeavesKeys,
+                    Flaw::TakeTouches,
+                    Flaw::TakeIgnoresPrefix,
+                    Flaw::TakeCreates,
+                ],
+            ),
+            (
+                check!(overlapping_takes_share_out_each_key),
+                vec![Flaw::TakeIsRacy, Flaw::TakeLeavesKeys],
+            ),
+            (
                 check!(oversized_save_at_the_default_limit),
                 vec![Flaw::NoSizeLimit, Flaw::SizeOfChangeOnly, Flaw::TooLargeButWrites],
             ),
@@ -2099,6 +2306,6 @@ mod tests {
             async { Broken::new(Flaw::None) }
         })
         .await;
-        assert_eq!(made, 20);
+        assert_eq!(made, 22);
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
-use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
 /// The number of lock stripes; a key's stripe is its first byte.
@@ -620,6 +620,27 @@ impl SessionStore for FileStore {
         self.blocking(move |dir| {
             let _guards = guards;
             cycle_files(dir, &from, &to, &change, limit)
+        })
+        .await
+    }
+
+    /// Under the key's lock: reads the record, and if it holds such keys,
+    /// writes it back without them (temporary file, `fsync`, rename).
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        let guard = self.lock(key).await;
+        let key = key.clone();
+        let prefix = prefix.to_owned();
+        let limit = self.max_record_bytes;
+        self.blocking(move |dir| {
+            let _guard = guard;
+            let Some(mut record) = read_record(&record_path(dir, &key)?, limit)? else {
+                return Ok(Data::new());
+            };
+            let taken = record.take_prefixed(&prefix);
+            if !taken.is_empty() {
+                write_atomic(dir, &key, &encode(&record, limit)?)?;
+            }
+            Ok(taken)
         })
         .await
     }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
-use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
 /// Sessions in a map in this process.
@@ -196,6 +196,14 @@ impl SessionStore for MemoryStore {
         records.remove(from);
         records.insert(to.clone(), record);
         Ok(SaveOutcome::Saved)
+    }
+
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        Ok(self
+            .lock()
+            .get_mut(key)
+            .map(|record| record.take_prefixed(prefix))
+            .unwrap_or_default())
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -154,7 +154,7 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 /// use std::sync::Mutex;
 ///
 /// use carafe::store::{
-///     async_trait, Change, OffsetDateTime, Record, SaveKind, SaveOutcome, SessionStore,
+///     async_trait, Change, Data, OffsetDateTime, Record, SaveKind, SaveOutcome, SessionStore,
 ///     StoreError, StoreKey,
 /// };
 ///
@@ -210,6 +210,10 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 ///         merge(&mut record, change);
 ///         map.insert(to.as_str().to_owned(), record);
 ///         Ok(SaveOutcome::Saved)
+///     }
+///     async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         Ok(map.get_mut(key.as_str()).map(|r| r.take_prefixed(prefix)).unwrap_or_default())
 ///     }
 ///     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
 ///         let mut map = self.0.lock().unwrap();
@@ -294,6 +298,39 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn cycle(&self, from: &StoreKey, to: &StoreKey, change: &Change)
         -> Result<SaveOutcome, StoreError>;
 
+    /// Removes the keys of the record under `key` that start with `prefix`
+    /// and returns them with their values, as one atomic step: how a flash
+    /// message ([`crate::flash`]) is shown exactly once. Of two overlapping
+    /// takes, each key goes to exactly one; a key written after the take is
+    /// left for the next. Nothing else in the record changes (not even its
+    /// timestamps). No record, or no such key: an empty map, and nothing is
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for an undecodable record; any other variant
+    /// when the backend fails (then nothing was removed).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use carafe::{SessionId, SessionStore};
+    /// use carafe::store::{Change, SaveKind};
+    /// let store = carafe::MemoryStore::new();
+    /// let key = SessionId::generate().store_key();
+    /// let t = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    /// let mut set = carafe::store::Data::new();
+    /// set.insert("_flash.a".into(), "saved".into());
+    /// set.insert("user".into(), 7.into());
+    /// let change = Change { kind: SaveKind::Create, set, removed: vec![],
+    ///                       created: t, accessed: t, expires: t };
+    /// store.save(&key, &change).await?;
+    /// assert_eq!(store.take_prefixed(&key, "_flash.").await?.len(), 1);
+    /// assert!(store.take_prefixed(&key, "_flash.").await?.is_empty(), "taken once");
+    /// assert!(store.load(&key).await?.unwrap().data.contains_key("user"));
+    /// # Ok::<(), carafe::StoreError>(()) }).unwrap();
+    /// ```
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError>;
+
     /// Deletes every record that expired at or before `now`.
     ///
     /// # Errors
@@ -323,6 +360,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         change: &Change,
     ) -> Result<SaveOutcome, StoreError> {
         (**self).cycle(from, to, change).await
+    }
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        (**self).take_prefixed(key, prefix).await
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         (**self).delete_expired(now).await

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
 use crate::id::StoreKey;
-use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::sql::{self, map_err};
 use crate::store::SessionStore;
 
@@ -142,6 +142,8 @@ struct Statements {
     touch: String,
     delete: String,
     reap: String,
+    take_read: String,
+    take_swap: String,
 }
 
 impl Statements {
@@ -205,6 +207,11 @@ impl Statements {
                 "SELECT octet_length(((data - $2::text[]) || $3::jsonb)::text)::int8 FROM {t} WHERE id = $1"
             ),
             touch: format!("UPDATE {t} SET accessed_at = $2, expires_at = $3 WHERE id = $1"),
+            // take_prefixed: read the data ($2: the record limit), then
+            // write it back without the taken keys only if it is still what
+            // was read (a compare-and-swap on the jsonb value).
+            take_read: format!("SELECT data FROM {t} WHERE id = $1 AND octet_length(data::text) <= $2"),
+            take_swap: format!("UPDATE {t} SET data = $3::jsonb WHERE id = $1 AND data = $2::jsonb"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             reap: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 \
@@ -616,6 +623,41 @@ impl SessionStore for PostgresStore {
             SaveOutcome::Missing => self.merged_unsaved(from, change).await,
             saved => Ok(saved),
         }
+    }
+
+    /// Reads the row's data, and writes it back without the taken keys
+    /// with a compare-and-swap (`… WHERE id = $1 AND data = <as read>`),
+    /// retried when another request changed the data in between. A row
+    /// over the record limit is left alone (it loads as corrupt).
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        for _ in 0..sql::TAKE_ATTEMPTS {
+            let read: Option<Json<Data>> = sqlx::query_scalar(&self.sql.take_read)
+                .bind(key.as_str())
+                .bind(self.limit_arg())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let Some(Json(before)) = read else {
+                return Ok(Data::new());
+            };
+            let mut after = before.clone();
+            let taken = crate::record::take_prefixed(&mut after, prefix);
+            if taken.is_empty() {
+                return Ok(taken);
+            }
+            let swapped = sqlx::query(&self.sql.take_swap)
+                .bind(key.as_str())
+                .bind(Json(&before))
+                .bind(Json(&after))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            if swapped == 1 {
+                return Ok(taken);
+            }
+        }
+        Err(sql::take_contended())
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -146,6 +146,28 @@ redis.call('DEL', key)
 return all
 ";
 
+/// The take-fields script, for flash messages: removes the data fields of
+/// the hash at `KEYS[1]` whose names start with `ARGV[1]` (`d:` and the
+/// prefix) and answers them as field/value pairs, in one step. Only the
+/// hash's field names are scanned (`HKEYS`); only matching values are read.
+/// Answers an empty array when there is no such key or no such field, and
+/// -2 when the key does not hold a hash (then nothing is removed).
+const TAKE_FIELDS_SCRIPT: &str = r"
+local key, prefix = KEYS[1], ARGV[1]
+local kind = redis.call('TYPE', key).ok
+if kind == 'none' then return {} end
+if kind ~= 'hash' then return -2 end
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, #prefix) == prefix then
+    out[#out + 1] = field
+    out[#out + 1] = redis.call('HGET', key, field)
+    redis.call('HDEL', key, field)
+  end
+end
+return out
+";
+
 /// Sessions in Redis: one hash per session, partial writes, expiry by
 /// Redis' own TTL. Clones share one connection.
 ///
@@ -273,6 +295,7 @@ pub struct RedisStore {
     script: Arc<Script>,
     cycle_script: Arc<Script>,
     take_script: Arc<Script>,
+    take_fields_script: Arc<Script>,
     max_record_bytes: usize,
 }
 
@@ -455,6 +478,7 @@ impl RedisStore {
             script: Arc::new(Script::new(SAVE_SCRIPT)),
             cycle_script: Arc::new(Script::new(CYCLE_SCRIPT)),
             take_script: Arc::new(Script::new(TAKE_SCRIPT)),
+            take_fields_script: Arc::new(Script::new(TAKE_FIELDS_SCRIPT)),
             max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
@@ -924,6 +948,46 @@ impl SessionStore for RedisStore {
     /// returns `Ok(0)` without a round trip.
     async fn delete_expired(&self, _now: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// One Lua script on the session's hash (no second key, so it runs on
+    /// Redis Cluster as it does on one server).
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        let mut invocation = self.take_fields_script.key(self.redis_key(key));
+        invocation.arg(data_field(prefix));
+        let mut conn = self.connection()?;
+        let reply: Value = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        let items = match reply {
+            Value::Array(items) => items,
+            Value::Int(-2) => return Err(StoreError::Corrupt("the Redis key does not hold a hash".into())),
+            other => {
+                return Err(unexpected(
+                    "unexpected answer from the take-fields script",
+                    kind_of(&other),
+                ))
+            }
+        };
+        let mut taken = Data::new();
+        let mut items = items.into_iter();
+        while let (Some(field), Some(value)) = (items.next(), items.next()) {
+            let field = bytes(field).and_then(|b| String::from_utf8(b).ok());
+            let name = field.as_deref().and_then(|f| f.strip_prefix(DATA));
+            // A field that was not valid (it is gone now) is dropped with a
+            // warning, as a corrupt record is; the others are still answered.
+            match (name, bytes(value).map(|v| serde_json::from_slice(&v))) {
+                (Some(name), Some(Ok(json))) => {
+                    taken.insert(name.to_owned(), json);
+                }
+                _ => tracing::warn!(
+                    store = "redis",
+                    "dropped a taken session field that is not valid JSON"
+                ),
+            }
+        }
+        Ok(taken)
     }
 
     fn name(&self) -> &'static str {

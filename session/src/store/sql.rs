@@ -76,6 +76,20 @@ pub(crate) fn cycle_outcome(result: Result<u64, sqlx::Error>) -> Result<SaveOutc
     }
 }
 
+/// How many times `take_prefixed` reads and compare-and-swaps a row before
+/// it gives up: each retry means another request wrote the row's data
+/// between the read and the write.
+pub(crate) const TAKE_ATTEMPTS: usize = 16;
+
+/// The error of a `take_prefixed` that lost the race [`TAKE_ATTEMPTS`]
+/// times in a row (nothing was removed).
+pub(crate) fn take_contended() -> StoreError {
+    StoreError::Backend(
+        format!("the session row changed under every one of {TAKE_ATTEMPTS} attempts to take keys from it")
+            .into(),
+    )
+}
+
 /// A timestamp column read as whole unix seconds (`None` for SQL `NULL`, or
 /// for a value the database could not turn into seconds).
 pub(crate) fn timestamp(column: &str, secs: Option<i64>) -> Result<OffsetDateTime, StoreError> {

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
 use crate::id::StoreKey;
-use crate::record::{Change, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::sql::{self, map_err};
 use crate::store::SessionStore;
 
@@ -98,6 +98,8 @@ struct Statements {
     touch: String,
     delete: String,
     reap: String,
+    take_read: String,
+    take_swap: String,
 }
 
 impl Statements {
@@ -159,6 +161,11 @@ impl Statements {
             // merge would have had (no row: the row is missing).
             merged_size: format!("SELECT length(CAST({merge} AS BLOB)) AS size FROM {t} WHERE id = ?1"),
             touch: format!("UPDATE {t} SET accessed_at = ?2, expires_at = ?3 WHERE id = ?1"),
+            // take_prefixed: read the data (?2: the record limit), then
+            // write it back without the taken keys only if its text is still
+            // what was read (a compare-and-swap).
+            take_read: format!("SELECT data FROM {t} WHERE id = ?1 AND length(CAST(data AS BLOB)) <= ?2"),
+            take_swap: format!("UPDATE {t} SET data = ?3 WHERE id = ?1 AND data = ?2"),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
             reap: format!(
                 "DELETE FROM {t} WHERE id IN \
@@ -587,6 +594,43 @@ impl SessionStore for SqliteStore {
             SaveOutcome::Missing => self.unsaved(from, patch, members).await,
             saved => Ok(saved),
         }
+    }
+
+    /// Reads the row's data, and writes it back without the taken keys
+    /// with a compare-and-swap on its text (`… WHERE id = ?1 AND data =
+    /// <as read>`), retried when another request changed it in between. A
+    /// row over the record limit is left alone (it loads as corrupt).
+    async fn take_prefixed(&self, key: &StoreKey, prefix: &str) -> Result<Data, StoreError> {
+        for _ in 0..sql::TAKE_ATTEMPTS {
+            let read: Option<String> = sqlx::query_scalar(&self.sql.take_read)
+                .bind(key.as_str())
+                .bind(self.limit_arg())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let Some(text) = read else {
+                return Ok(Data::new());
+            };
+            let mut data: Data = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("data is not a JSON object: {e}")))?;
+            let taken = crate::record::take_prefixed(&mut data, prefix);
+            if taken.is_empty() {
+                return Ok(taken);
+            }
+            let after = serde_json::to_string(&data).map_err(StoreError::backend)?;
+            let swapped = sqlx::query(&self.sql.take_swap)
+                .bind(key.as_str())
+                .bind(&text)
+                .bind(&after)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            if swapped == 1 {
+                return Ok(taken);
+            }
+        }
+        Err(sql::take_contended())
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
