@@ -82,6 +82,7 @@ mod session;
 mod typed;
 
 pub mod csrf;
+pub mod flash;
 
 mod builder;
 mod layer;

@@ -53,8 +53,36 @@ impl Session {
         f(&mut self.lock())
     }
 
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.inner.shared.now()
+    }
+
+    /// Sets `key` as a change saved with no `save()` call (flash messages).
+    pub(crate) fn insert_auto(&self, key: String, value: Value) -> Result<(), SessionError> {
+        let mut state = self.lock();
+        if !state.is_live() {
+            return Err(SessionError::Deleted);
+        }
+        state.set(key, value, Saver::Auto);
+        Ok(())
+    }
+
+    /// The keys starting with `prefix` and their values, as this request
+    /// sees them.
+    pub(crate) fn entries_with_prefix(&self, prefix: &str) -> Vec<(String, Value)> {
+        self.lock()
+            .tracked
+            .data()
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// Takes the keys starting with `prefix` out of the session at once
+    /// (see `Inner::take_prefixed`).
+    pub(crate) async fn take_prefixed(&self, prefix: &str) -> Result<crate::record::Data, SessionError> {
+        self.inner.take_prefixed(prefix).await.map_err(SessionError::from)
     }
 
     /// Who an untyped write is saved by: the layer's `auto`, or `save()`.

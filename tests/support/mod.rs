@@ -9,7 +9,8 @@
 //!   `skipped: no Redis at URL` rule when they are not;
 //! * [`proxy`]: a TCP proxy that counts the bytes a store sends;
 //! * [`records`]: store keys, changes and 20-key sessions for store tests;
-//! * [`apps`]: the HTTP application the SQL store tests serve.
+//! * [`apps`]: the HTTP application the SQL store tests serve;
+//! * [`stores`]: every server-side store, for tests that run on each.
 //!
 //! The items that were here before the split are re-exported, so
 //! `use support::*` keeps working; the store-test helpers are reached by
@@ -22,6 +23,7 @@ pub mod probe;
 pub mod proxy;
 pub mod records;
 pub mod servers;
+pub mod stores;
 
 use axum::body::Body;
 use axum::Router;

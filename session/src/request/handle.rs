@@ -190,6 +190,39 @@ impl Inner {
         }
     }
 
+    /// Takes the keys with `prefix` out of the session at once (flash
+    /// messages): from the store, atomically, when the session has a record
+    /// there, so that of two overlapping requests each key goes to one;
+    /// otherwise from the request's data (a new session, or a client-side
+    /// one, whose cookie is rewritten without them). A deleted session has
+    /// nothing to take.
+    pub(crate) async fn take_prefixed(&self, prefix: &str) -> Result<crate::record::Data, StoreError> {
+        let stored = {
+            let mut state = self.lock();
+            if !state.is_live() {
+                return Ok(crate::record::Data::new());
+            }
+            match (&self.shared.backend.0, &state.stored) {
+                (Kind::Server(store), Some(id)) => (Arc::clone(store), id.clone()),
+                _ => return Ok(state.tracked.take_local(prefix)),
+            }
+        };
+        let (store, id) = stored;
+        let from_store = self
+            .shared
+            .call(store.take_prefixed(&id.store_key(), prefix))
+            .await?;
+        let mut state = self.lock();
+        if state.stored.as_ref() != Some(&id) {
+            // Deleted or moved while the store answered: what the store gave
+            // is still this request's to show; the request's own copies go.
+            let mut taken = state.tracked.take_local(prefix);
+            taken.extend(from_store);
+            return Ok(taken);
+        }
+        Ok(state.tracked.took(prefix, from_store))
+    }
+
     /// Writes now (`persist()`).
     pub(crate) async fn persist(&self) -> Result<(), StoreError> {
         self.write(Outcome::Persist).await

@@ -168,6 +168,62 @@ impl Tracked {
         });
     }
 
+    /// Takes the keys with `prefix` out of a session that has no record
+    /// in a store to take them from (a new session, or a client-side one):
+    /// they are removed from the data as a change by [`Saver::Auto`], so a
+    /// record that held them (the cookie) is rewritten without them, and a
+    /// key added in this request is simply gone.
+    pub(crate) fn take_local(&mut self, prefix: &str) -> Data {
+        let keys: Vec<String> = self
+            .data
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        let mut taken = Data::new();
+        for key in keys {
+            if let Some(value) = self.remove(&key, Saver::Auto) {
+                taken.insert(key, value);
+            }
+        }
+        taken
+    }
+
+    /// The store has just taken the keys with `prefix` out of the session's
+    /// record and answered `from_store`. Settles the request's view to
+    /// match and answers what was taken in all:
+    ///
+    /// * keys the store answered, except those this request removed;
+    /// * keys this request added that the store never held (original
+    ///   absent), with this request's values;
+    /// * a key loaded from the store that the store no longer had was taken
+    ///   by another request: dropped, not answered (it is shown there).
+    ///
+    /// Afterwards no key with the prefix is in the data or pending: the
+    /// store and the request agree there are none.
+    pub(crate) fn took(&mut self, prefix: &str, from_store: Data) -> Data {
+        let mut taken = Data::new();
+        for (key, value) in from_store {
+            let removed_here = self
+                .pending
+                .get(&key)
+                .is_some_and(|p| p.original.is_some() && !self.data.contains_key(&key));
+            if !removed_here {
+                taken.insert(key, value);
+            }
+        }
+        for (key, pending) in &self.pending {
+            if key.starts_with(prefix) && pending.original.is_none() {
+                if let Some(value) = self.data.get(key) {
+                    taken.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        self.data.retain(|key, _| !key.starts_with(prefix));
+        self.pending.retain(|key, _| !key.starts_with(prefix));
+        taken
+    }
+
     /// The data as a save of `diff` leaves it in the store: changes left
     /// out of `diff` are undone (for client-side sessions, whose cookie holds
     /// the whole record).
@@ -275,6 +331,90 @@ mod tests {
         t.set("a".into(), json!(1), Saver::Auto);
         assert!(t.is_modified(), "1 was the dropped record's value");
         assert_eq!(t.diff(false).set["a"], json!(1));
+    }
+
+    fn flashes() -> Tracked {
+        let mut data = Data::new();
+        data.insert("_f.a".into(), json!("a"));
+        data.insert("_f.b".into(), json!("b"));
+        data.insert("user".into(), json!(1));
+        Tracked::new(data)
+    }
+
+    #[test]
+    fn taking_locally_removes_as_an_auto_change() {
+        let mut t = flashes();
+        t.set("_f.new".into(), json!("new"), Saver::Explicit(None));
+        let taken = t.take_local("_f.");
+        assert_eq!(
+            Value::Object(taken),
+            json!({"_f.a": "a", "_f.b": "b", "_f.new": "new"})
+        );
+        let diff = t.diff(false);
+        assert_eq!(
+            diff.removed,
+            ["_f.a", "_f.b"],
+            "loaded keys are removed without save()"
+        );
+        assert!(diff.set.is_empty(), "the key added here is simply gone");
+        assert_eq!(Value::Object(t.data().clone()), json!({"user": 1}));
+    }
+
+    /// What the request answers and keeps after a store take, case by case.
+    #[test]
+    fn after_a_store_take_the_request_agrees_with_the_store() {
+        struct Case {
+            name: &'static str,
+            /// What this request did before the take.
+            before: fn(&mut Tracked),
+            /// What the store answered.
+            store: Value,
+            want: Value,
+        }
+        let cases = [
+            Case {
+                name: "the store had what was loaded",
+                before: |_| {},
+                store: json!({"_f.a": "a", "_f.b": "b"}),
+                want: json!({"_f.a": "a", "_f.b": "b"}),
+            },
+            Case {
+                name: "another request took one, and added one",
+                before: |_| {},
+                store: json!({"_f.b": "b", "_f.c": "c"}),
+                want: json!({"_f.b": "b", "_f.c": "c"}),
+            },
+            Case {
+                name: "added here and not yet saved",
+                before: |t| t.set("_f.new".into(), json!("new"), Saver::Auto),
+                store: json!({"_f.a": "a"}),
+                want: json!({"_f.a": "a", "_f.new": "new"}),
+            },
+            Case {
+                name: "removed here before the take",
+                before: |t| {
+                    t.remove("_f.a", Saver::Auto);
+                },
+                store: json!({"_f.a": "a", "_f.b": "b"}),
+                want: json!({"_f.b": "b"}),
+            },
+        ];
+        for case in cases {
+            let mut t = flashes();
+            (case.before)(&mut t);
+            let Value::Object(store) = case.store else {
+                unreachable!()
+            };
+            let taken = t.took("_f.", store);
+            assert_eq!(Value::Object(taken), case.want, "{}", case.name);
+            assert_eq!(
+                Value::Object(t.data().clone()),
+                json!({"user": 1}),
+                "{}",
+                case.name
+            );
+            assert!(t.diff(true).is_empty(), "{}: nothing left to write", case.name);
+        }
     }
 
     #[test]

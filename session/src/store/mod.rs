@@ -140,6 +140,9 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 ///   change merged in, atomically: [`SaveOutcome::Missing`] without writing
 ///   if there is no record (a logout came first), [`StoreError::Conflict`]
 ///   without writing if the new key is taken.
+/// * [`take_prefixed`](SessionStore::take_prefixed) removes the keys with a
+///   prefix from a record and answers them, atomically: of two overlapping
+///   takes each key goes to one (flash messages are shown once).
 /// * [`delete_expired`](SessionStore::delete_expired) removes records whose
 ///   `expires` is at or before `now` and returns how many it removed. Stores
 ///   whose backend expires records itself may return 0.
