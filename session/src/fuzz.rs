@@ -34,3 +34,33 @@ impl Verifier {
 pub fn decode_record(bytes: &[u8], limit: usize) -> Result<Record, StoreError> {
     crate::store::decode_record(bytes, limit)
 }
+
+/// Decodes an `HGETALL` reply of `pairs` (field, value) as the Redis store
+/// does: as an array (RESP2) or, with `as_map`, a map (RESP3).
+#[cfg(feature = "redis-store")]
+pub fn decode_redis_hash(pairs: Vec<(Vec<u8>, Vec<u8>)>, as_map: bool) -> Result<Option<Record>, StoreError> {
+    crate::store::decode_redis_pairs(pairs, as_map)
+}
+
+/// The hash fields the Redis store writes for `record`.
+#[cfg(feature = "redis-store")]
+pub fn encode_redis_hash(record: &Record) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    crate::store::encode_redis_pairs(record)
+}
+
+/// Decodes a SQL row as the SQLite store does: `data` is the `data`
+/// column's text (`None` for SQL `NULL`), the rest the timestamp columns in
+/// unix seconds.
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub fn decode_sql_row(
+    data: Option<&[u8]>,
+    created: Option<i64>,
+    accessed: Option<i64>,
+    expires: Option<i64>,
+) -> Result<Record, StoreError> {
+    let value = data
+        .map(|bytes| serde_json::from_slice(bytes))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("data is not JSON: {e}")))?;
+    crate::store::sql_record(value, created, accessed, expires)
+}

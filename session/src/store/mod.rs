@@ -57,6 +57,10 @@ mod sqlite;
 pub use cookie::CookieStore;
 #[cfg(feature = "fuzzing")]
 pub(crate) use file::decode_record;
+#[cfg(all(feature = "fuzzing", feature = "redis-store"))]
+pub(crate) use redis::{decode_pairs as decode_redis_pairs, encode_pairs as encode_redis_pairs};
+#[cfg(all(feature = "fuzzing", any(feature = "postgres-store", feature = "sqlite-store")))]
+pub(crate) use sql::record as sql_record;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres-store")]
