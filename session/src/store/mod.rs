@@ -63,6 +63,8 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis-store")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "redis-cluster")]
+pub use redis::RedisClusterBuilder;
 #[cfg(feature = "sqlite-store")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 /// The [sqlx](https://docs.rs/sqlx/0.8) crate the SQL stores are built on,

@@ -15,6 +15,11 @@ use crate::id::StoreKey;
 use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+#[cfg(feature = "redis-cluster")]
+pub use cluster::RedisClusterBuilder;
+
 /// The key prefix used unless the builder sets another.
 const DEFAULT_PREFIX: &str = "carafe:session";
 
