@@ -277,14 +277,17 @@ impl ConnectionLike for ClusterConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut connection = self.0.connection().await?;
-            match connection.req_packed_command(cmd).await {
-                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    match self.0.as_eval(cmd) {
-                        Some(eval) => connection.req_packed_command(&eval).await,
-                        None => Err(err),
-                    }
-                }
-                answer => answer,
+            let answer = connection.req_packed_command(cmd).await;
+            // A server error is an answer here (`Value::ServerError`); it
+            // becomes an `Err` later, in `query_async`.
+            let no_script = match &answer {
+                Ok(Value::ServerError(err)) => err.kind() == Some(ServerErrorKind::NoScript),
+                Err(err) => err.kind() == ErrorKind::Server(ServerErrorKind::NoScript),
+                Ok(_) => false,
+            };
+            match self.0.as_eval(cmd) {
+                Some(eval) if no_script => connection.req_packed_command(&eval).await,
+                _ => answer,
             }
         })
     }
