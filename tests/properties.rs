@@ -178,7 +178,9 @@ fn overlapping_saves_match_a_serial_order_on_every_store() {
 /// few round trips to the cluster.
 #[test]
 fn overlapping_saves_match_a_serial_order_on_redis_cluster() {
-    let Some(nodes) = redis_cluster_nodes() else { return };
+    let Some(nodes) = redis_cluster_nodes() else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -177,7 +177,9 @@ async fn logout(session: Session) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_on_the_cluster() {
-    let Some(nodes) = shared_cluster().await else { return };
+    let Some(nodes) = shared_cluster().await else {
+        return;
+    };
     let prefixes = Arc::new(Mutex::new(Vec::new()));
     let made = prefixes.clone();
     conformance::run_with(Options::new().native_expiry(true), move || {
@@ -199,7 +201,9 @@ async fn conformance_suite_on_the_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_moves_the_session_across_slots_and_nodes() {
-    let Some(nodes) = shared_cluster().await else { return };
+    let Some(nodes) = shared_cluster().await else {
+        return;
+    };
     let prefix = Prefix::new(&nodes);
     let addr = serve(app(prefix.store(), Duration::from_secs(5))).await;
 
@@ -215,11 +219,18 @@ async fn login_moves_the_session_across_slots_and_nodes() {
         let old_cookie = client.cookie.clone().expect("a session cookie");
 
         let reply = client.post(addr, "/login", "user=ada").await;
-        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "logged in as ada"));
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, "logged in as ada")
+        );
         assert_ne!(client.cookie.as_ref(), Some(&old_cookie), "a new id at login");
 
         let after = prefix.keys().await;
-        assert_eq!(after.len(), 1, "visitor {visitor}: the session moved, not copied: {after:?}");
+        assert_eq!(
+            after.len(),
+            1,
+            "visitor {visitor}: the session moved, not copied: {after:?}"
+        );
         let (new_key, new_node) = after[0].clone();
         assert_ne!(new_key, old_key);
         if slot(&nodes[0], &old_key).await != slot(&nodes[0], &new_key).await {
@@ -261,7 +272,10 @@ fn free_port(taken: &[u16]) -> u16 {
     loop {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = listener.local_addr().expect("an address").port();
-        if port < 50000 && !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+        if port < 50000
+            && !taken.contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+        {
             return port;
         }
     }
@@ -310,7 +324,10 @@ impl PrivateCluster {
     }
 
     fn urls(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect()
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
     }
 
     /// Starts node `i` (again), from its directory and `nodes.conf`.
@@ -322,7 +339,12 @@ impl PrivateCluster {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-config-file"])
             .arg(dir.join("nodes.conf"))
-            .args(["--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"])
+            .args([
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-require-full-coverage",
+                "no",
+            ])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&dir)
@@ -357,7 +379,10 @@ impl PrivateCluster {
                 if info.lines().any(|line| line.trim() == "cluster_state:ok") {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{url} never reached cluster_state:ok:\n{info}");
+                assert!(
+                    Instant::now() < deadline,
+                    "{url} never reached cluster_state:ok:\n{info}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -382,7 +407,10 @@ impl PrivateCluster {
 
     /// Sends `SIG{signal}` to node `i`.
     async fn signal(&self, i: usize, signal: &str) {
-        let pid = self.children[i].as_ref().and_then(|c| c.id()).expect("the node runs");
+        let pid = self.children[i]
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("the node runs");
         let status = tokio::process::Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.to_string())
@@ -471,7 +499,9 @@ async fn a_master_fails(failure: Failure) {
             let started = Instant::now();
             let reply = tokio::time::timeout(bound, client.get(addr, "/"))
                 .await
-                .unwrap_or_else(|_| panic!("round {round}: a request took longer than {bound:?} with a master {failure:?}"));
+                .unwrap_or_else(|_| {
+                    panic!("round {round}: a request took longer than {bound:?} with a master {failure:?}")
+                });
             if *at == victim {
                 assert_eq!(
                     reply.status,
@@ -479,7 +509,11 @@ async fn a_master_fails(failure: Failure) {
                     "round {round}: a session on the {failure:?} node: {}",
                     reply.body
                 );
-                assert!(reply.set_cookies.is_empty(), "the cookie is untouched: {:?}", reply.set_cookies);
+                assert!(
+                    reply.set_cookies.is_empty(),
+                    "the cookie is untouched: {:?}",
+                    reply.set_cookies
+                );
                 assert_eq!(client.cookie, cookie);
             } else {
                 assert_eq!(
@@ -512,7 +546,10 @@ async fn a_master_fails(failure: Failure) {
         };
         assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, want));
         let reply = client.post(addr, "/login", "user=bob").await;
-        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "logged in as bob"));
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, "logged in as bob")
+        );
         assert_eq!(client.get(addr, "/whoami").await.body, "bob");
     }
 }

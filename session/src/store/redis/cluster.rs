@@ -9,7 +9,9 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, Value};
+use redis::{
+    Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, Value,
+};
 use tokio::sync::OnceCell;
 
 use super::{Conn, Connections, RedisStore, CYCLE_SCRIPT, DEFAULT_PREFIX, SAVE_SCRIPT, TAKE_SCRIPT};
@@ -321,7 +323,12 @@ mod tests {
             scripts: scripts(),
         };
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(Script::new(SAVE_SCRIPT).get_hash()).arg(1).arg("k").arg("create").arg(7);
+        evalsha
+            .arg(Script::new(SAVE_SCRIPT).get_hash())
+            .arg(1)
+            .arg("k")
+            .arg("create")
+            .arg(7);
         let eval = shared.as_eval(&evalsha).expect("one of the store's scripts");
         let args: Vec<Vec<u8>> = eval
             .args_iter()
