@@ -509,12 +509,20 @@ async fn a_master_fails(failure: Failure) {
                     "round {round}: a session on the {failure:?} node: {}",
                     reply.body
                 );
+                assert_eq!(reply.body, "session store unavailable\n");
                 assert!(
                     reply.set_cookies.is_empty(),
                     "the cookie is untouched: {:?}",
                     reply.set_cookies
                 );
                 assert_eq!(client.cookie, cookie);
+                // The store's own timeouts (500 ms a command) end the call,
+                // well before the layer's store timeout.
+                assert!(
+                    started.elapsed() < store_timeout,
+                    "round {round}: {:?} for a session on the {failure:?} node",
+                    started.elapsed()
+                );
             } else {
                 assert_eq!(
                     (reply.status, reply.body.clone()),
