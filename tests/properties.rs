@@ -17,7 +17,7 @@ use proptest::collection::{btree_map, btree_set};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::records::{create, key, now, random};
-use support::servers::{available, postgres_url, redis_url};
+use support::servers::{available, cluster_unavailable, postgres_url, redis_cluster_nodes, redis_url};
 
 /// The keys the changes draw from: few, so that the two saves collide.
 const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -170,6 +170,36 @@ fn overlapping_saves_match_a_serial_order_on_every_store() {
         for store in &stores {
             rt.block_on(overlapping(store.as_ref(), &base, &a, &b))?;
         }
+    });
+}
+
+/// The same property on Redis Cluster (`CARAFE_REDIS_CLUSTER`; skipped
+/// without it unless `CARAFE_REQUIRE_CLUSTER=1`), fewer cases: each is a
+/// few round trips to the cluster.
+#[test]
+fn overlapping_saves_match_a_serial_order_on_redis_cluster() {
+    let Some(nodes) = redis_cluster_nodes() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = RedisStore::cluster_builder(nodes)
+        .prefix(random("carafe-props:"))
+        .build()
+        .unwrap();
+    if let Err(err) = rt.block_on(store.ping()) {
+        cluster_unavailable(format_args!("CARAFE_REDIS_CLUSTER does not answer: {err}"));
+        return;
+    }
+    let config = ProptestConfig {
+        cases: 32,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(base in base(), a in writes(), b in writes())| {
+        rt.block_on(overlapping(&store, &base, &a, &b))?;
     });
 }
 

@@ -113,3 +113,37 @@ impl RedisUrl {
         format!("redis://{userinfo}{host}/{}", self.db)
     }
 }
+
+/// Whether the Redis Cluster tests must run (`CARAFE_REQUIRE_CLUSTER=1`, as
+/// `.ci/run` sets): then a missing cluster is a failure, not a skip.
+pub fn cluster_required() -> bool {
+    std::env::var("CARAFE_REQUIRE_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// The seed URLs of the Redis Cluster in `CARAFE_REDIS_CLUSTER`
+/// (comma-separated), or `None` after printing `SKIPPED: ...` when it is
+/// unset (a panic under `CARAFE_REQUIRE_CLUSTER=1`).
+pub fn redis_cluster_nodes() -> Option<Vec<String>> {
+    let nodes: Vec<String> = std::env::var("CARAFE_REDIS_CLUSTER")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !nodes.is_empty() {
+        return Some(nodes);
+    }
+    cluster_unavailable("CARAFE_REDIS_CLUSTER is not set");
+    None
+}
+
+/// Prints `SKIPPED: no Redis Cluster ({why})`, or panics under
+/// `CARAFE_REQUIRE_CLUSTER=1`.
+pub fn cluster_unavailable(why: impl Display) {
+    if cluster_required() {
+        panic!("no Redis Cluster ({why}) and CARAFE_REQUIRE_CLUSTER=1");
+    }
+    use std::io::Write;
+    let _ = writeln!(io::stdout().lock(), "SKIPPED: no Redis Cluster ({why})");
+}

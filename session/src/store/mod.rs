@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`MemoryStore`] | always | development and tests: lost on restart, one process |
 //! | [`FileStore`] | always | one server: one file per session in a data dir |
-//! | `RedisStore` | `redis-store` | several servers: one hash per session, per-key writes, Redis TTL expiry |
+//! | `RedisStore` | `redis-store` | several servers: one hash per session, per-key writes, Redis TTL expiry; on Redis Cluster with `redis-cluster` |
 //! | `PostgresStore` | `postgres-store` | several servers: a `jsonb` row per session, merged per key |
 //! | `SqliteStore` | `sqlite-store` | one server that wants a real database file |
 //! | `CookieStore` | `cookie-store` | no server state: the session is encrypted into the cookie |
@@ -65,6 +65,8 @@ pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres-store")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis-cluster")]
+pub use redis::RedisClusterBuilder;
 #[cfg(feature = "redis-store")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite-store")]

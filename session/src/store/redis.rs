@@ -15,6 +15,11 @@ use crate::id::StoreKey;
 use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+#[cfg(feature = "redis-cluster")]
+pub use cluster::RedisClusterBuilder;
+
 /// The key prefix used unless the builder sets another.
 const DEFAULT_PREFIX: &str = "carafe:session";
 
@@ -233,9 +238,22 @@ return out
 ///
 /// Every command and script but a cycle touches exactly one key, the
 /// session's hash, so the layout works unchanged on Redis Cluster: build the
-/// store with [`RedisStore::from_connection`] over a cluster connection
-/// (enable the `redis` crate's `cluster-async` feature in your own
-/// `Cargo.toml`).
+/// store with `RedisStore::cluster(["redis://node1:6379", ...])` (feature
+/// `redis-cluster`; or `RedisStore::cluster_builder` for the prefix and
+/// timeouts), or with [`RedisStore::from_connection`] over a cluster
+/// connection of your own. carafe's tests run the conformance suite, the
+/// overlapping-writes property and node failures against a real 3-master
+/// cluster.
+///
+/// While a master is down or hung, the sessions whose keys live on it fail
+/// (the layer answers 500 and leaves the cookie alone) within the
+/// response timeout; the sessions on the other masters keep working if the
+/// cluster still serves the slots it has (`cluster-require-full-coverage
+/// no`; with the default `yes` the whole cluster refuses requests once the
+/// failure is detected). With `RedisStore::cluster`, a node that does not
+/// know the store's scripts (it restarted, or flushed them) gets the script
+/// in full on that call, rather than by a `SCRIPT LOAD` sent to every
+/// node, which fails while any node is down.
 ///
 /// A cycle touches two keys, `{prefix}:{old store key}` and
 /// `{prefix}:{new store key}`. The keys carry no hash tag (a shared tag
