@@ -662,9 +662,12 @@ mod chrome {
     pub async fn launch_or_skip() -> Option<Browser> {
         let driver = program("CARAFE_CHROMEDRIVER", "chromedriver");
         let chromium = program("CARAFE_CHROMIUM", "chromium");
-        let (Some(driver), Some(chromium)) = (driver, chromium) else {
-            let reason =
-                "no chromedriver and chromium on the PATH (Debian: apt-get install chromium chromium-driver)";
+        let (Ok(driver), Ok(chromium)) = (&driver, &chromium) else {
+            let missing: Vec<String> = [driver.err(), chromium.err()].into_iter().flatten().collect();
+            let reason = format!(
+                "no browser: {} (Debian: apt-get install chromium chromium-driver)",
+                missing.join(", ")
+            );
             assert!(
                 std::env::var("CARAFE_REQUIRE_BROWSER").as_deref() != Ok("1"),
                 "CARAFE_REQUIRE_BROWSER=1 but {reason}"
@@ -672,18 +675,26 @@ mod chrome {
             let _ = writeln!(std::io::stdout().lock(), "SKIPPED: {reason}");
             return None;
         };
-        Some(launch(&driver, &chromium).await)
+        Some(launch(driver, chromium).await)
     }
 
-    /// `$env`, or `name` found on the `PATH`.
-    fn program(env: &str, name: &str) -> Option<PathBuf> {
+    /// `$env`, or `name` found on the `PATH`; `Err` says what is missing.
+    fn program(env: &str, name: &str) -> Result<PathBuf, String> {
         if let Some(path) = std::env::var_os(env) {
-            return Some(PathBuf::from(path)).filter(|p| p.is_file());
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("{env}={} is not a file", path.display()))
+            };
         }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
+        std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+            .ok_or_else(|| format!("no {name} on the PATH"))
     }
 
     async fn launch(driver: &Path, chromium: &Path) -> Browser {
