@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use carafe::{FileStore, SessionLayer};
+use carafe::{FileStore, SameSite, SessionLayer};
 use fantoccini::{Client, Locator};
 use support::{serve, COOKIE, PLAIN_COOKIE, SECRET};
 
@@ -169,7 +169,7 @@ async fn the_session_cookie_is_invisible_to_document_cookie() {
 async fn a_cross_site_post_to_logout_neither_reaches_the_session_nor_removes_the_cookie() {
     run(|browser| async move {
         let app = App::quickstart().await;
-        let attacker = Attacker::serve(&app).await;
+        let attacker = Attacker::serve(&app, None).await;
         let c = browser.client();
         let cookie = log_in(c, &app, "ada").await;
 
@@ -209,14 +209,19 @@ async fn a_cross_site_post_to_logout_neither_reaches_the_session_nor_removes_the
 
 /// `SameSite=Lax` for reads: following a link from another site (a
 /// top-level `GET`) carries the cookie; the same page in another site's
-/// iframe is loaded without it. Saves a screenshot of the framing page to
+/// iframe is loaded without it. The control: beside it, the same app with
+/// a `SameSite=None` cookie, framed by the same page, gets its cookie, so
+/// the browser does send cookies to other sites' frames and it is `Lax`
+/// that keeps the session's out. Saves a screenshot of the framing page to
 /// `target/browser/cross-site-iframe.png`.
 #[tokio::test]
 async fn a_cross_site_link_carries_the_cookie_and_a_cross_site_iframe_does_not() {
     run(|browser| async move {
         let app = App::quickstart().await;
-        let attacker = Attacker::serve(&app).await;
+        let control = App::same_site_none().await;
+        let attacker = Attacker::serve(&app, Some(&control)).await;
         let c = browser.client();
+        let control_cookie = log_in(c, &control, "grace").await;
         let cookie = log_in(c, &app, "ada").await;
 
         c.goto(&attacker.url("/link")).await.unwrap();
@@ -245,12 +250,21 @@ async fn a_cross_site_link_carries_the_cookie_and_a_cross_site_iframe_does_not()
             "a top-level GET carries the cookie"
         );
 
-        let before = app.log.len();
+        let (before, control_before) = (app.log.len(), control.log.len());
         c.goto(&attacker.url("/frame")).await.unwrap();
         let framed = wait_until_some("the iframe's request", || async {
             app.log.last_since(before, "/whoami")
         })
         .await;
+        let control_framed = wait_until_some("the control iframe's request", || async {
+            control.log.last_since(control_before, "/whoami")
+        })
+        .await;
+        assert_eq!(
+            control_framed.session_cookie(control.cookie_name).as_deref(),
+            Some(control_cookie.as_str()),
+            "the control: a SameSite=None cookie goes to the other site's frame"
+        );
         assert_eq!(
             framed.referer.as_deref(),
             Some(format!("{}/", attacker.origin).as_str()),
@@ -263,6 +277,9 @@ async fn a_cross_site_link_carries_the_cookie_and_a_cross_site_iframe_does_not()
         );
         c.enter_frame(0).await.unwrap();
         wait_for_text(c, "anonymous").await;
+        c.enter_parent_frame().await.unwrap();
+        c.enter_frame(1).await.unwrap();
+        wait_for_text(c, "grace").await;
         c.enter_parent_frame().await.unwrap();
         save_screenshot(c, "cross-site-iframe.png").await;
 
@@ -283,7 +300,7 @@ async fn a_cross_site_link_carries_the_cookie_and_a_cross_site_iframe_does_not()
 #[tokio::test]
 async fn a_host_prefixed_secure_cookie_works_on_http_localhost() {
     run(|browser| async move {
-        let app = App::serve("localhost", true).await;
+        let app = App::serve("localhost", true, None).await;
         let c = browser.client();
         c.goto(&app.url("/")).await.unwrap();
         wait_for_text(c, "count: 1").await;
@@ -336,17 +353,27 @@ impl App {
     /// The quickstart as its README runs it on plain HTTP (`secure(false)`,
     /// so the cookie is `carafe.sid`), at `http://carafe.test:PORT`.
     async fn quickstart() -> App {
-        App::serve(APP_HOST, false).await
+        App::serve(APP_HOST, false, None).await
     }
 
-    /// The quickstart with `secure(secure)` at `http://host:PORT`.
-    async fn serve(host: &str, secure: bool) -> App {
+    /// The control for the iframe check: a cookie that asks to be sent to
+    /// other sites' frames (`SameSite=None`, which needs `Secure`, so on
+    /// `http://localhost`).
+    async fn same_site_none() -> App {
+        App::serve("localhost", true, Some(SameSite::None)).await
+    }
+
+    /// The quickstart with `secure(secure)` and `same_site` (`None`: the
+    /// layer's default) at `http://host:PORT`.
+    async fn serve(host: &str, secure: bool, same_site: Option<SameSite>) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let layer = SessionLayer::builder(FileStore::new(dir.path()).unwrap())
+        let mut builder = SessionLayer::builder(FileStore::new(dir.path()).unwrap())
             .secret(SECRET)
-            .secure(secure)
-            .build()
-            .unwrap();
+            .secure(secure);
+        if let Some(same_site) = same_site {
+            builder = builder.same_site(same_site);
+        }
+        let layer = builder.build().unwrap();
         let log = Log::default();
         let addr = serve(log.record(quickstart::app(layer.clone()))).await;
         App {
@@ -369,13 +396,14 @@ impl App {
     }
 }
 
-/// The other site: pages that post to, link to and frame the app.
+/// The other site: pages that post to, link to and frame the app (and
+/// frame a `control` app beside it, if one is given).
 struct Attacker {
     origin: String,
 }
 
 impl Attacker {
-    async fn serve(app: &App) -> Attacker {
+    async fn serve(app: &App, control: Option<&App>) -> Attacker {
         let target = app.origin.clone();
         let logout = format!(
             r#"<!doctype html><title>win a prize</title>
@@ -385,9 +413,16 @@ impl Attacker {
         let link = format!(
             r#"<!doctype html><title>a link</title><a id="go" href="{target}/whoami">who am I there?</a>"#
         );
+        let control = control.map_or_else(String::new, |control| {
+            format!(
+                r#"<h1>and, with SameSite=None, localhost/whoami:</h1>
+<iframe src="{}/whoami" width="400" height="80"></iframe>"#,
+                control.origin
+            )
+        });
         let frame = format!(
             r#"<!doctype html><title>a frame</title><h1>attacker.test frames carafe.test/whoami:</h1>
-<iframe src="{target}/whoami" width="400" height="80"></iframe>"#
+<iframe src="{target}/whoami" width="400" height="80"></iframe>{control}"#
         );
         let router = Router::new()
             .route("/post-logout", get(move || async move { Html(logout) }))
@@ -514,7 +549,7 @@ async fn log_in(c: &Client, app: &App, user: &str) -> String {
     wait_for_text(c, "count: 1").await;
     submit_form(c, "/login", &[("user", user)]).await;
     wait_for_text(c, &format!("logged in as {user}")).await;
-    wait_for_cookie(c, PLAIN_COOKIE).await
+    wait_for_cookie(c, app.cookie_name).await
 }
 
 /// Builds a form in the current page and submits it (a top-level POST
@@ -740,6 +775,13 @@ mod chrome {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
+                // third-party cookies allowed, as in a normal Chrome
+                // profile (this headless build blocks them otherwise), so
+                // the iframe check sees `SameSite` at work
+                "prefs": {
+                    "profile.cookie_controls_mode": 0,
+                    "profile.block_third_party_cookies": false,
+                },
                 "args": [
                     "--headless=new",
                     "--no-sandbox",
