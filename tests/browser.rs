@@ -40,7 +40,7 @@ const APP_HOST: &str = "carafe.test";
 const ATTACKER_HOST: &str = "attacker.test";
 /// Each test's whole run, browser start included (about 3 s here).
 const TEST_TIME: Duration = Duration::from_secs(40);
-/// All the tests in this file, from the first one's start (about 15 s).
+/// All the tests in this file, from the first one's start (about 20 s).
 const RUN_TIME: Duration = Duration::from_secs(100);
 /// How long one condition (a page's text, a cookie) is waited for.
 const WAIT: Duration = Duration::from_secs(10);
