@@ -26,6 +26,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -581,6 +582,38 @@ fn growth(samples: &[u64]) -> Result<(u64, u64), String> {
     }
 }
 
+/// The medians of the first and last thirds of the record counts, and an
+/// error when the last exceeds the first by more than half plus one per
+/// client.
+///
+/// At the steady state the data dir holds each client's session and the
+/// sessions abandoned within the last idle timeout plus a reaper interval:
+/// about 30, flat. Without reaping they pile up linearly from the start of
+/// the run, and the last third's median is over twice the first's (seen
+/// with a reaper that does nothing: 184 and 405 in a 15 s run).
+fn bounded(records: &[usize]) -> Result<(usize, usize), String> {
+    if records.len() < 9 {
+        return Err(format!("only {} record counts: run longer", records.len()));
+    }
+    let third = records.len() / 3;
+    let median = |part: &[usize]| {
+        let mut sorted = part.to_vec();
+        sorted.sort_unstable();
+        sorted[sorted.len() / 2]
+    };
+    let (first, last) = (
+        median(&records[..third]),
+        median(&records[records.len() - third..]),
+    );
+    if last > first + first / 2 + CLIENTS {
+        Err(format!(
+            "the store grew from a median of {first} records to {last}: expired sessions are not reaped"
+        ))
+    } else {
+        Ok((first, last))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // the run
 
@@ -588,14 +621,23 @@ fn growth(samples: &[u64]) -> Result<(u64, u64), String> {
 struct Run {
     shared: Arc<Shared>,
     tally: Tally,
+    /// Resident memory (KiB), after the warm-up.
     samples: Vec<u64>,
+    /// The entries in the data dir, sampled with the memory (file store).
+    records: Vec<usize>,
 }
 
-/// Serves [`app`] on `store` (with `extra` wrapped around it), runs the
-/// clients and the fast clock for `secs`, and samples memory after a
-/// warm-up of a sixth of the run (at least 3 s). Fails on the first request
-/// that breaks a client's model.
-async fn run(store: impl SessionStore, clock: &MockClock, secs: u64, leak: bool) -> Run {
+/// Serves [`app`] on `store` (with the leaking layer around it if `leak`),
+/// runs the clients and the fast clock for `secs`, and samples memory (and
+/// the entries in `dir`, if given) after a warm-up of a sixth of the run (at
+/// least 3 s). Fails on the first request that breaks a client's model.
+async fn run(
+    store: impl SessionStore,
+    clock: &MockClock,
+    secs: u64,
+    leak: bool,
+    dir: Option<PathBuf>,
+) -> Run {
     let mut router = app(store, clock);
     if leak {
         router = router.layer(middleware::from_fn(leak_per_request));
@@ -625,14 +667,17 @@ async fn run(store: impl SessionStore, clock: &MockClock, secs: u64, leak: bool)
         let stop = Arc::clone(&stop);
         let warm_up = (duration / 6).max(Duration::from_secs(3));
         tokio::spawn(async move {
-            let mut samples = Vec::new();
+            let (mut samples, mut records) = (Vec::new(), Vec::new());
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(SAMPLE_EVERY).await;
                 if started.elapsed() >= warm_up {
                     samples.push(rss_kib());
+                    if let Some(dir) = &dir {
+                        records.push(entries(dir).len());
+                    }
                 }
             }
-            samples
+            (samples, records)
         })
     };
 
@@ -649,7 +694,7 @@ async fn run(store: impl SessionStore, clock: &MockClock, secs: u64, leak: bool)
     }
     stop.store(true, Ordering::Relaxed);
     ticker.await.expect("the ticker");
-    let samples = sampler.await.expect("the sampler");
+    let (samples, records) = sampler.await.expect("the sampler");
     assert!(
         failures.is_empty(),
         "{} clients failed: {failures:#?}",
@@ -659,6 +704,7 @@ async fn run(store: impl SessionStore, clock: &MockClock, secs: u64, leak: bool)
         shared,
         tally,
         samples,
+        records,
     }
 }
 
@@ -735,7 +781,7 @@ fn pass_every_lifetime(clock: &MockClock) {
 // the file store
 
 /// The names of every entry in `dir` (records and temporary files alike).
-fn entries(dir: &std::path::Path) -> Vec<String> {
+fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("read the data dir")
         .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
@@ -755,9 +801,16 @@ fn file_store_soak() {
         // reaper on the fast clock runs throughout.
         let reaper =
             Reaper::spawn_with_clock(store.clone(), Arc::new(clock.clone()), Duration::from_millis(100));
-        let run = run(Arc::clone(&store), &clock, soak_secs(), false).await;
+        let run = run(Arc::clone(&store), &clock, soak_secs(), false, Some(dir.clone())).await;
         run.check_traffic("file");
         run.check_memory("file");
+        // The store stays bounded under the traffic: the reaper keeps up
+        // with the abandoned sessions (and the cookieless hits store
+        // nothing), so the records do not pile up.
+        let (first, last) = bounded(&run.records).unwrap_or_else(|err| panic!("soak file: {err}"));
+        report(format_args!(
+            "soak file: {first} -> {last} records (medians of the first and last thirds)"
+        ));
 
         // Check 3: the traffic has stopped; once the clock has passed every
         // lifetime, the reaper's next runs leave no record (and no
@@ -899,7 +952,7 @@ fn redis_store_soak() {
             client: redis::Client::open(url.as_str()).expect("a Redis URL"),
             prefix: prefix.clone(),
         };
-        let run = run(store, &clock, soak_secs(), false).await;
+        let run = run(store, &clock, soak_secs(), false, None).await;
         run.check_traffic("redis");
         run.check_memory("redis");
         pass_every_lifetime(&clock);
@@ -973,7 +1026,7 @@ fn a_leak_of_two_kib_per_request_is_flagged() {
         let clock = MockClock::new(support::now());
         let reaper =
             Reaper::spawn_with_clock(store.clone(), Arc::new(clock.clone()), Duration::from_millis(100));
-        let run = run(Arc::clone(&store), &clock, 20, true).await;
+        let run = run(Arc::clone(&store), &clock, 20, true, None).await;
         reaper.shutdown().await;
         let leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner()).len();
         LEAKED.lock().unwrap_or_else(|e| e.into_inner()).clear();
