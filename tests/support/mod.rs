@@ -95,8 +95,13 @@ impl Reply {
     pub fn session_cookie(&self) -> Option<Option<String>> {
         let header = self.session_set_cookie()?;
         let pair = header.split(';').next().unwrap_or_default().trim();
-        let lower = header.to_ascii_lowercase();
-        let expiring = pair.ends_with('=') || lower.contains("max-age=0") || lower.contains("1970");
+        // The attributes only: the value is hex and base64, and may well
+        // contain "1970" (one cookie in about two thousand does).
+        let attributes = header
+            .split_once(';')
+            .map_or("", |(_, attributes)| attributes)
+            .to_ascii_lowercase();
+        let expiring = pair.ends_with('=') || attributes.contains("max-age=0") || attributes.contains("1970");
         Some((!expiring).then(|| pair.to_owned()))
     }
 
