@@ -218,7 +218,14 @@ async fn two_browsers_list_each_other(site: &Site) {
     assert_eq!(site.own_handle(&mut a).await, a_handle);
     // Not the id, not the store key.
     let cookie = a.cookie.clone().unwrap();
-    let id = cookie.split_once('=').unwrap().1.split_once('.').unwrap().0.to_owned();
+    let id = cookie
+        .split_once('=')
+        .unwrap()
+        .1
+        .split_once('.')
+        .unwrap()
+        .0
+        .to_owned();
     let key = carafe::SessionId::parse(&id).unwrap().store_key();
     assert!(!a_handle.contains(&id) && !id.contains(&a_handle));
     assert!(!key.as_str().contains(&a_handle) && !a_handle.contains(key.as_str()));
@@ -268,8 +275,19 @@ async fn bad_handles_revoke_nothing(site: &Site) {
     tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let id = b.cookie.clone().unwrap();
-    let id = id.split_once('=').unwrap().1.split_once('.').unwrap().0.to_owned();
-    let key = carafe::SessionId::parse(&id).unwrap().store_key().as_str().to_owned();
+    let id = id
+        .split_once('=')
+        .unwrap()
+        .1
+        .split_once('.')
+        .unwrap()
+        .0
+        .to_owned();
+    let key = carafe::SessionId::parse(&id)
+        .unwrap()
+        .store_key()
+        .as_str()
+        .to_owned();
     for forged in [
         "",
         "x",
@@ -283,7 +301,11 @@ async fn bad_handles_revoke_nothing(site: &Site) {
         &id,
         &key,
     ] {
-        assert_eq!(site.revoke(&mut a, forged).await, StatusCode::NOT_FOUND, "{forged:?}");
+        assert_eq!(
+            site.revoke(&mut a, forged).await,
+            StatusCode::NOT_FOUND,
+            "{forged:?}"
+        );
     }
     // Bob holds alice's real handle: still nothing.
     assert_eq!(site.revoke(&mut bob, &b_handle).await, StatusCode::NOT_FOUND);
@@ -326,8 +348,16 @@ async fn admin_lists_and_revokes(site: &Site) {
     assert!(listed.iter().all(|s| !s.current));
     let c_handle = site.own_handle(&mut c).await;
     assert!(listed.iter().any(|s| s.handle == c_handle));
-    assert!(!site.layer.revoke_owner_session("dave", &c_handle).await.expect("revoke"));
-    assert!(site.layer.revoke_owner_session("carol", &c_handle).await.expect("revoke"));
+    assert!(!site
+        .layer
+        .revoke_owner_session("dave", &c_handle)
+        .await
+        .expect("revoke"));
+    assert!(site
+        .layer
+        .revoke_owner_session("carol", &c_handle)
+        .await
+        .expect("revoke"));
     assert_eq!(site.whoami(&mut c).await, "anonymous");
     assert_eq!(site.layer.revoke_owner("carol").await.expect("revoke all"), 2);
     assert_eq!(site.whoami(&mut a).await, "anonymous");
@@ -445,8 +475,14 @@ async fn the_cookie_store_says_it_cannot() {
     let reply = a.get(addr, "/sessions").await;
     assert_eq!(reply.status, StatusCode::NOT_IMPLEMENTED, "{}", reply.body);
     assert!(reply.body.contains("rotate the secret"), "{}", reply.body);
-    assert_eq!(a.post(addr, "/revoke", "handle=x").await.status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(a.post(addr, "/password", "").await.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        a.post(addr, "/revoke", "handle=x").await.status,
+        StatusCode::NOT_IMPLEMENTED
+    );
+    assert_eq!(
+        a.post(addr, "/password", "").await.status,
+        StatusCode::NOT_IMPLEMENTED
+    );
     assert!(matches!(
         layer.owner_sessions("alice").await,
         Err(StoreError::Unsupported { store: "cookie", .. })
@@ -465,7 +501,10 @@ async fn a_store_without_list_owned_answers_unsupported() {
     struct Old(MemoryStore);
     #[async_trait::async_trait]
     impl SessionStore for Old {
-        async fn load(&self, key: &carafe::store::StoreKey) -> Result<Option<carafe::store::Record>, StoreError> {
+        async fn load(
+            &self,
+            key: &carafe::store::StoreKey,
+        ) -> Result<Option<carafe::store::Record>, StoreError> {
             self.0.load(key).await
         }
         async fn save(

@@ -129,11 +129,12 @@ async fn migrate_upgrades_an_old_table_with_the_owner_column() {
     store.migrate().await.expect("second migrate");
     let listed = store.list_owned("ada", t).await.expect("list");
     assert_eq!(listed.iter().map(|o| &o.key).collect::<Vec<_>>(), [&ada]);
-    let index: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1")
-        .bind(format!("{table}_owner_idx"))
-        .fetch_optional(&db.pool)
-        .await
-        .expect("index");
+    let index: Option<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1")
+            .bind(format!("{table}_owner_idx"))
+            .fetch_optional(&db.pool)
+            .await
+            .expect("index");
     assert!(index.is_some_and(|sql| sql.contains("(owner)")));
 }
 

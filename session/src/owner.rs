@@ -103,7 +103,15 @@ pub(crate) async fn find(shared: &Shared, owner: &str, handle: &str) -> Result<O
     let found = records(shared, owner).await?;
     Ok(found
         .into_iter()
-        .find(|record| bool::from(shared.keys.handle(&record.key).as_bytes().ct_eq(handle.as_bytes())))
+        .find(|record| {
+            bool::from(
+                shared
+                    .keys
+                    .handle(&record.key)
+                    .as_bytes()
+                    .ct_eq(handle.as_bytes()),
+            )
+        })
         .map(|record| record.key))
 }
 

@@ -1651,14 +1651,17 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
     }
 }
 
-
 // ---------------------------------------------------------------------------
 // a user's sessions
 
 /// A create with `owner` under [`OWNER_KEY`] (and one more key) at `t`,
 /// expiring at `expires`.
 fn owned_create(owner: &str, t: OffsetDateTime, expires: OffsetDateTime) -> Change {
-    create(data(&[(OWNER_KEY, json!(owner)), ("cart", json!([1, 2]))]), t, expires)
+    create(
+        data(&[(OWNER_KEY, json!(owner)), ("cart", json!([1, 2]))]),
+        t,
+        expires,
+    )
 }
 
 impl Check<'_> {
@@ -1705,14 +1708,22 @@ pub async fn owned_are_listed_by_owner(store: &dyn SessionStore) {
     c.create(&a, &change_a).await;
     c.create(&b, &change_b).await;
     c.create(&bob, &change_bob).await;
-    c.create(&none, &create_at(data(&[("owner", json!("alice"))]), t)).await;
-    c.create(&number, &create_at(data(&[(OWNER_KEY, json!(7))]), t)).await;
-    c.create(&prefix, &owned_create("alice2", t, day)).await;
-    c.lists("alice's sessions", "alice", t, &[(&a, &change_a), (&b, &change_b)])
+    c.create(&none, &create_at(data(&[("owner", json!("alice"))]), t))
         .await;
+    c.create(&number, &create_at(data(&[(OWNER_KEY, json!(7))]), t))
+        .await;
+    c.create(&prefix, &owned_create("alice2", t, day)).await;
+    c.lists(
+        "alice's sessions",
+        "alice",
+        t,
+        &[(&a, &change_a), (&b, &change_b)],
+    )
+    .await;
     c.lists("bob's sessions", "bob", t, &[(&bob, &change_bob)]).await;
     c.lists("an owner with no session", "carol", t, &[]).await;
-    c.lists("the owner \"7\" (only a number 7 is stored)", "7", t, &[]).await;
+    c.lists("the owner \"7\" (only a number 7 is stored)", "7", t, &[])
+        .await;
     c.lists("the empty owner", "", t, &[]).await;
 }
 
@@ -1747,8 +1758,12 @@ pub async fn owner_follows_updates(store: &dyn SessionStore) {
         )
     };
     let login = set("alice", 1);
-    c.saved("update setting the owner", c.save("update setting the owner", &k, &login).await);
-    c.lists("after the owner is set", "alice", t, &[(&k, &login)]).await;
+    c.saved(
+        "update setting the owner",
+        c.save("update setting the owner", &k, &login).await,
+    );
+    c.lists("after the owner is set", "alice", t, &[(&k, &login)])
+        .await;
 
     let touch = touch(t, t + Duration::minutes(2), t + Duration::days(3));
     c.saved("touch", c.save("touch", &k, &touch).await);
@@ -1756,13 +1771,26 @@ pub async fn owner_follows_updates(store: &dyn SessionStore) {
         .await;
 
     let other = set("bob", 3);
-    c.saved("update changing the owner", c.save("update changing the owner", &k, &other).await);
-    c.lists("the old owner after a change of owner", "alice", t, &[]).await;
+    c.saved(
+        "update changing the owner",
+        c.save("update changing the owner", &k, &other).await,
+    );
+    c.lists("the old owner after a change of owner", "alice", t, &[])
+        .await;
     c.lists("the new owner after a change of owner", "bob", t, &[(&k, &other)])
         .await;
 
-    let clear = update(Data::new(), &[OWNER_KEY], t, t + Duration::minutes(4), t + Duration::days(2));
-    c.saved("update removing the owner", c.save("update removing the owner", &k, &clear).await);
+    let clear = update(
+        Data::new(),
+        &[OWNER_KEY],
+        t,
+        t + Duration::minutes(4),
+        t + Duration::days(2),
+    );
+    c.saved(
+        "update removing the owner",
+        c.save("update removing the owner", &k, &clear).await,
+    );
     c.lists("after the owner is removed", "bob", t, &[]).await;
     c.lists("the first owner after the owner is removed", "alice", t, &[])
         .await;
@@ -1800,11 +1828,19 @@ pub async fn owner_moves_with_cycle(store: &dyn SessionStore) {
         t + Duration::minutes(2),
         t + Duration::days(2),
     );
-    let outcome = c.cycle("cycle setting another owner", &to, &last, &takeover).await;
-    c.saved("outcome of the cycle setting another owner", outcome);
-    c.lists("the old owner after a cycle to another", "alice", t, &[]).await;
-    c.lists("the new owner after a cycle to it", "bob", t, &[(&last, &takeover)])
+    let outcome = c
+        .cycle("cycle setting another owner", &to, &last, &takeover)
         .await;
+    c.saved("outcome of the cycle setting another owner", outcome);
+    c.lists("the old owner after a cycle to another", "alice", t, &[])
+        .await;
+    c.lists(
+        "the new owner after a cycle to it",
+        "bob",
+        t,
+        &[(&last, &takeover)],
+    )
+    .await;
 }
 
 /// A deleted record is never listed: revoking all of an owner's sessions
@@ -1867,12 +1903,19 @@ pub async fn expired_owned_are_not_listed(store: &dyn SessionStore) {
     c.create(&extended, &owned_create("alice", t, t + Duration::days(1)))
         .await;
     let extend = touch(t, t + Duration::minutes(1), t + Duration::days(4));
-    c.saved("extending touch", c.save("extending touch", &extended, &extend).await);
+    c.saved(
+        "extending touch",
+        c.save("extending touch", &extended, &extend).await,
+    );
     c.lists(
         "before any expiry",
         "alice",
         t,
-        &[(&short, &short_change), (&long, &long_change), (&extended, &extend)],
+        &[
+            (&short, &short_change),
+            (&long, &long_change),
+            (&extended, &extend),
+        ],
     )
     .await;
     let later = t + Duration::days(2);
@@ -1893,7 +1936,9 @@ pub async fn expired_owned_are_not_listed(store: &dyn SessionStore) {
     // A save that brings the expired-looking one back to life (the record
     // is still stored: the clock above ran ahead of the store's).
     let revive = touch(t, t + Duration::minutes(2), t + Duration::days(5));
-    let outcome = c.save("touch of the one listed as expired", &short, &revive).await;
+    let outcome = c
+        .save("touch of the one listed as expired", &short, &revive)
+        .await;
     if outcome == SaveOutcome::Saved {
         c.lists(
             "after the expired-looking one was extended",
@@ -2380,13 +2425,14 @@ mod tests {
                 check!(oversized_save_at_the_default_limit),
                 vec![Flaw::NoSizeLimit, Flaw::SizeOfChangeOnly, Flaw::TooLargeButWrites],
             ),
-            (
-                check!(owned_are_listed_by_owner),
-                vec![Flaw::OwnerListsAnyOwner],
-            ),
+            (check!(owned_are_listed_by_owner), vec![Flaw::OwnerListsAnyOwner]),
             (
                 check!(owner_follows_updates),
-                vec![Flaw::OwnerStaleIndex, Flaw::OwnerListsAnyOwner, Flaw::UpdateKeepsExpires],
+                vec![
+                    Flaw::OwnerStaleIndex,
+                    Flaw::OwnerListsAnyOwner,
+                    Flaw::UpdateKeepsExpires,
+                ],
             ),
             (
                 check!(owner_moves_with_cycle),

@@ -434,11 +434,12 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        for statement in [&self.sql.create_index, &self.sql.add_owner, &self.sql.create_owner_index] {
-            sqlx::query(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        for statement in [
+            &self.sql.create_index,
+            &self.sql.add_owner,
+            &self.sql.create_owner_index,
+        ] {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }

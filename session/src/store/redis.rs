@@ -942,7 +942,10 @@ impl SessionStore for RedisStore {
         let (answer, owner) = match invocation.invoke_async::<Value>(&mut conn).await {
             Ok(reply) => {
                 let (reply, owner) = owners::split_owner(reply);
-                (self.script_answer("unexpected answer from the cycle script", reply)?, owner)
+                (
+                    self.script_answer("unexpected answer from the cycle script", reply)?,
+                    owner,
+                )
             }
             Err(err) if err.code() == Some("CROSSSLOT") => {
                 return self.cycle_across_slots(from, to, change).await;
@@ -965,7 +968,11 @@ impl SessionStore for RedisStore {
 
     /// The owner's index, checked against the sessions' hashes (see
     /// [a user's sessions](RedisStore#a-users-sessions)).
-    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<crate::record::OwnedRecord>, StoreError> {
+    async fn list_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::record::OwnedRecord>, StoreError> {
         self.owned(owner, now).await
     }
 

@@ -73,7 +73,11 @@ fn owner_from_json(json: &[u8]) -> Option<String> {
 pub(super) fn split_owner(reply: Value) -> (Value, Option<String>) {
     match reply {
         Value::Array(items) if matches!(items.first(), Some(Value::Int(1))) && items.len() == 2 => {
-            let owner = items.into_iter().nth(1).and_then(bytes).and_then(|json| owner_from_json(&json));
+            let owner = items
+                .into_iter()
+                .nth(1)
+                .and_then(bytes)
+                .and_then(|json| owner_from_json(&json));
             (Value::Int(1), owner)
         }
         other => (other, None),
@@ -137,7 +141,11 @@ impl RedisStore {
     }
 
     /// The live sessions of `owner` (see the module docs).
-    pub(super) async fn owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+    pub(super) async fn owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OwnedRecord>, StoreError> {
         let index = self.index_key(owner);
         let mut conn = self.connection()?;
         redis::cmd("ZREMRANGEBYSCORE")
