@@ -243,6 +243,12 @@ async fn revoke_by_handle(site: &Site) {
     assert_eq!(site.sessions(&mut a).await.len(), 1);
     // Revoking it again finds nothing.
     assert_eq!(site.revoke(&mut a, &b_handle).await, StatusCode::NOT_FOUND);
+    // A browser's own handle signs itself out.
+    let a_handle = site.own_handle(&mut a).await;
+    assert_eq!(site.revoke(&mut a, &a_handle).await, StatusCode::NO_CONTENT);
+    assert_eq!(a.cookie, None, "the revoked browser is told to drop its cookie");
+    assert_eq!(site.whoami(&mut a).await, "anonymous");
+    assert!(site.layer.owner_sessions("alice").await.expect("list").is_empty());
 }
 
 /// After a password change, every other session of the user is revoked;
