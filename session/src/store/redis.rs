@@ -1488,6 +1488,8 @@ mod tests {
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
+        // The owner's index follows the two-step move.
+        conformance::owner_moves_with_cycle(&store).await;
         // A cycle too large to move puts the hash back under its old key.
         let small = Forward {
             inner: store.inner.clone().max_record_bytes(8192),
