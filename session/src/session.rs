@@ -587,7 +587,7 @@ impl Session {
     }
 
     /// Revokes every other session of this session's owner (after a
-    /// password change: ASVS 3.3.4) and keeps this one. Answers how many
+    /// password change: ASVS 3.3.3) and keeps this one. Answers how many
     /// it revoked; 0 when the session has no owner.
     ///
     /// # Errors
