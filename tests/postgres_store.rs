@@ -175,7 +175,21 @@ async fn migrate_is_idempotent_and_makes_the_documented_schema() {
             ("created_at", "timestamp with time zone", "NO"),
             ("accessed_at", "timestamp with time zone", "NO"),
             ("expires_at", "timestamp with time zone", "NO"),
+            ("owner", "text", "YES"),
         ]
+    );
+    let owner_index: Option<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexname = $3",
+    )
+    .bind(schema)
+    .bind(table)
+    .bind(format!("{table}_owner_idx"))
+    .fetch_optional(&db.pool)
+    .await
+    .expect("owner index");
+    assert!(
+        owner_index.as_deref().is_some_and(|d| d.contains("(owner)")),
+        "{owner_index:?}"
     );
     let index: Option<String> = sqlx::query_scalar(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexname = $3",
@@ -205,6 +219,44 @@ async fn migrate_is_idempotent_and_makes_the_documented_schema() {
     for task in tasks {
         task.await.expect("task").expect("concurrent migrate");
     }
+}
+
+/// A table made before the `owner` column existed gains it (and its
+/// index) on `migrate`, and the rows already in it are listed by owner.
+#[tokio::test]
+async fn migrate_upgrades_an_old_table_with_the_owner_column() {
+    let Some(db) = Db::new().await else { return };
+    let table = random("old_sessions_");
+    let t = format!("\"{}\".\"{table}\"", db.schema);
+    db.exec(&format!(
+        "CREATE TABLE {t} (id text PRIMARY KEY, data jsonb NOT NULL, created_at timestamptz NOT NULL, \
+         accessed_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)"
+    ))
+    .await;
+    let (ada, other) = (key(), key());
+    for (k, owner) in [(&ada, "ada"), (&other, "bob")] {
+        db.exec(&format!(
+            "INSERT INTO {t} VALUES ('{}', '{{\"carafe.owner\": \"{owner}\"}}', now(), now(), \
+             now() + interval '1 day')",
+            k.as_str()
+        ))
+        .await;
+    }
+    let store = db.builder().table(&table).build().expect("valid");
+    store.migrate().await.expect("migrate upgrades");
+    store.migrate().await.expect("second migrate");
+    let listed = store.list_owned("ada", now()).await.expect("list");
+    assert_eq!(listed.iter().map(|o| &o.key).collect::<Vec<_>>(), [&ada]);
+    let indexed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexname = $3",
+    )
+    .bind(&db.schema)
+    .bind(&table)
+    .bind(format!("{table}_owner_idx"))
+    .fetch_one(&db.pool)
+    .await
+    .expect("index");
+    assert_eq!(indexed, 1);
 }
 
 #[tokio::test]

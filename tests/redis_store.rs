@@ -109,6 +109,65 @@ async fn conformance_suite() {
     assert!(prefixes.lock().expect("not poisoned").len() >= 10);
 }
 
+/// A user's sessions on Redis: the owner's index is one sorted set per
+/// owner, named by a hash (no user id in key names), with a TTL that ends
+/// with its last session; a delete takes the session out, and a session
+/// that changed owner is pruned from the old owner's index on the next
+/// listing, after which the emptied index is gone.
+#[tokio::test]
+async fn the_owner_index_never_outlives_its_sessions() {
+    let Some(url) = server() else { return };
+    let prefix = Prefix::new(&url);
+    let store = prefix.store();
+    let mut redis = raw::Raw::connect(&url).expect("connect");
+    let t = now();
+    let owned = |owner: &str, kind, expires| {
+        let mut set = Data::new();
+        set.insert(carafe::store::OWNER_KEY.into(), json!(owner));
+        change(kind, set, &[], t, expires)
+    };
+    let (a, b) = (key(), key());
+    for (k, secs) in [(&a, 100), (&b, 200)] {
+        let created = owned("ada", SaveKind::Create, t + Duration::seconds(secs));
+        assert_eq!(store.save(k, &created).await.expect("create"), SaveOutcome::Saved);
+    }
+    let indexes = || -> Vec<String> {
+        prefix
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains(":owner:"))
+            .collect()
+    };
+    let index = match indexes().as_slice() {
+        [one] => one.clone(),
+        other => panic!("one index for one owner: {other:?}"),
+    };
+    assert!(!index.contains("ada"), "the owner is hashed: {index}");
+    let ttl = redis.pttl(&index).expect("PTTL");
+    assert!(
+        ttl > 100_000 && ttl <= 200_000,
+        "the index expires with its last session: {ttl}"
+    );
+    assert_eq!(redis.int(&["ZCARD", &index]).expect("ZCARD"), 2);
+
+    store.delete(&a).await.expect("delete");
+    assert_eq!(redis.int(&["ZCARD", &index]).expect("ZCARD"), 1);
+
+    let takeover = owned("bob", SaveKind::Update, t + Duration::seconds(300));
+    assert_eq!(
+        store.save(&b, &takeover).await.expect("update"),
+        SaveOutcome::Saved
+    );
+    assert!(store.list_owned("ada", t).await.expect("list").is_empty());
+    let listed = store.list_owned("bob", t).await.expect("list");
+    assert_eq!(listed.iter().map(|o| &o.key).collect::<Vec<_>>(), [&b]);
+    assert_eq!(indexes().len(), 1, "ada's emptied index is gone, bob's remains");
+    assert_ne!(indexes()[0], index);
+
+    store.delete(&b).await.expect("delete");
+    assert!(indexes().is_empty(), "no index outlives the sessions");
+}
+
 // ---------------------------------------------------------------------------
 // 2. partial writes and TTLs
 
@@ -985,7 +1044,7 @@ mod raw {
             }
         }
 
-        fn int(&mut self, args: &[&str]) -> io::Result<i64> {
+        pub fn int(&mut self, args: &[&str]) -> io::Result<i64> {
             match self.cmd(args)? {
                 Reply::Int(n) => Ok(n),
                 other => Err(invalid(format!("{args:?} answered {other:?}"))),

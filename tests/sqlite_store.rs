@@ -97,6 +97,47 @@ async fn conformance_suite_in_memory() {
     .await;
 }
 
+/// A table made before the `owner` column existed gains it (and its
+/// index) on `migrate`, and the rows already in it are listed by owner.
+#[tokio::test]
+async fn migrate_upgrades_an_old_table_with_the_owner_column() {
+    let db = Db::new().await;
+    let table = random("old_sessions_");
+    db.exec(&format!(
+        "CREATE TABLE \"{table}\" (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL, \
+         created_at INTEGER NOT NULL, accessed_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)"
+    ))
+    .await;
+    let t = now();
+    let (ada, other) = (key(), key());
+    for (k, owner) in [(&ada, "ada"), (&other, "bob")] {
+        db.exec(&format!(
+            "INSERT INTO \"{table}\" VALUES ('{id}', '{{\"carafe.owner\":\"{owner}\"}}', {at}, {at}, {until})",
+            id = k.as_str(),
+            at = t.unix_timestamp(),
+            until = (t + Duration::days(1)).unix_timestamp(),
+        ))
+        .await;
+    }
+    // A corrupt row (not JSON) does not stop the upgrade.
+    db.exec(&format!(
+        "INSERT INTO \"{table}\" VALUES ('{}', 'not json', 0, 0, 0)",
+        key().as_str()
+    ))
+    .await;
+    let store = db.store_on(db.pool.clone(), &table).await;
+    store.migrate().await.expect("second migrate");
+    let listed = store.list_owned("ada", t).await.expect("list");
+    assert_eq!(listed.iter().map(|o| &o.key).collect::<Vec<_>>(), [&ada]);
+    let index: Option<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1")
+            .bind(format!("{table}_owner_idx"))
+            .fetch_optional(&db.pool)
+            .await
+            .expect("index");
+    assert!(index.is_some_and(|sql| sql.contains("(owner)")));
+}
+
 #[tokio::test]
 async fn connect_migrate_and_schema() {
     let db = Db::new().await;

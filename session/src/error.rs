@@ -97,6 +97,17 @@ pub enum StoreError {
         /// The store's limit.
         limit: usize,
     },
+    /// The store cannot do what was asked: a custom store that does not
+    /// implement [`list_owned`](crate::SessionStore::list_owned), or the
+    /// cookie store, which keeps no server-side list of sessions (end a
+    /// user's cookie sessions by rotating the secret instead).
+    #[error("the {store} session store cannot {operation}")]
+    Unsupported {
+        /// The store's name.
+        store: &'static str,
+        /// What it was asked to do.
+        operation: &'static str,
+    },
 }
 
 impl StoreError {

@@ -17,7 +17,7 @@ use sha2::Sha256;
 use zeroize::Zeroize;
 
 use crate::error::ConfigError;
-use crate::id::{SessionId, ID_LEN};
+use crate::id::{SessionId, StoreKey, ID_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -44,6 +44,8 @@ pub struct Key {
     signing: [u8; 32],
     #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
     encryption: [u8; 32],
+    /// Keys the handles that name a user's sessions (`owner_sessions`).
+    handles: [u8; 32],
 }
 
 impl Key {
@@ -70,10 +72,12 @@ impl Key {
         let mut key = Key {
             signing: [0u8; 32],
             encryption: [0u8; 32],
+            handles: [0u8; 32],
         };
         // 32 bytes is far below HKDF-SHA256's limit of 8160: expand cannot fail.
         let _ = hk.expand(b"cookie signing", &mut key.signing);
         let _ = hk.expand(b"cookie encryption", &mut key.encryption);
+        let _ = hk.expand(b"session handles", &mut key.handles);
         Ok(key)
     }
 
@@ -124,6 +128,7 @@ impl Key {
     fn wipe(&mut self) {
         self.signing.zeroize();
         self.encryption.zeroize();
+        self.handles.zeroize();
     }
 }
 
@@ -216,6 +221,21 @@ impl Keys {
         value
     }
 
+    /// The handle naming the session filed under `key` in a list of a
+    /// user's sessions: the base64url HMAC-SHA256, under the current key's
+    /// handle key, of the store key. Stable while the key and the secret
+    /// are; it names the session without being its id or its store key, and
+    /// cannot be turned into either.
+    pub(crate) fn handle(&self, key: &StoreKey) -> String {
+        let mut mac = match HmacSha256::new_from_slice(&self.current.handles) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(b"carafe session handle\0");
+        mac.update(key.as_str().as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
     /// The id in a cookie value, if its tag verifies under any accepted key,
     /// and whether that key is an old one (the cookie should be re-signed).
     /// The tag is compared in constant time.
@@ -249,8 +269,10 @@ mod tests {
         let mut key = Key::generate();
         assert_ne!(key.signing, [0u8; 32]);
         assert_ne!(key.encryption, [0u8; 32]);
+        assert_ne!(key.handles, [0u8; 32]);
         key.wipe();
         assert_eq!((key.signing, key.encryption), ([0u8; 32], [0u8; 32]));
+        assert_eq!(key.handles, [0u8; 32]);
     }
 
     fn keys() -> Keys {
@@ -313,6 +335,20 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_stable_keyed_and_not_the_key() {
+        let keys = keys();
+        let key = SessionId::generate().store_key();
+        let handle = keys.handle(&key);
+        assert_eq!(handle, keys.handle(&key));
+        assert_eq!(handle.len(), 43);
+        assert!(!handle.contains(key.as_str()) && !key.as_str().contains(&handle));
+        assert_ne!(handle, keys.handle(&SessionId::generate().store_key()));
+        // Another secret gives another handle for the same session.
+        let other = Keys::new(Key::from_secret([8u8; 32]).unwrap(), vec![], "sid");
+        assert_ne!(other.handle(&key), handle);
+    }
+
+    #[test]
     fn debug_shows_no_key_material() {
         let key = Key::from_secret([9u8; 32]).unwrap();
         let keys = Keys::new(key.clone(), vec![key.clone()], "sid");
@@ -324,6 +360,8 @@ mod tests {
     fn purposes_get_different_keys() {
         let key = Key::from_secret([3u8; 40]).unwrap();
         assert_ne!(key.signing, key.encryption);
+        assert_ne!(key.handles, key.signing);
+        assert_ne!(key.handles, key.encryption);
         assert_ne!(&key.signing[..], &[3u8; 32][..]);
     }
 }

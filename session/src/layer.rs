@@ -89,6 +89,64 @@ impl SessionLayer {
         &self.shared.config.cookie_name
     }
 
+    /// The live sessions of `owner` (see
+    /// [`Session::set_owner`](crate::Session::set_owner)), most recently
+    /// accessed first, none marked current: for an admin tool or a job that
+    /// has no request. Expired sessions are never listed.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails; [`StoreError::Unsupported`] from the cookie
+    /// store or a custom store that cannot list by owner.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let layer = carafe::SessionLayer::builder(carafe::MemoryStore::new()).secret([7u8; 32]).build()?;
+    /// assert!(layer.owner_sessions("user-42").await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn owner_sessions(&self, owner: &str) -> Result<Vec<crate::OwnedSession>, StoreError> {
+        crate::owner::list(&self.shared, owner, &[]).await
+    }
+
+    /// Revokes the session of `owner` that `handle` names; `Ok(false)` for
+    /// a handle that names none of `owner`'s live sessions.
+    ///
+    /// # Errors
+    ///
+    /// As [`owner_sessions`](Self::owner_sessions).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let layer = carafe::SessionLayer::builder(carafe::MemoryStore::new()).secret([7u8; 32]).build()?;
+    /// assert!(!layer.revoke_owner_session("user-42", "no-such-handle").await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn revoke_owner_session(&self, owner: &str, handle: &str) -> Result<bool, StoreError> {
+        match crate::owner::find(&self.shared, owner, handle).await? {
+            Some(key) => crate::owner::delete(&self.shared, &key).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Revokes every live session of `owner` (an account locked or deleted
+    /// by an administrator) and answers how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`owner_sessions`](Self::owner_sessions); sessions revoked before
+    /// a store failure stay revoked.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let layer = carafe::SessionLayer::builder(carafe::MemoryStore::new()).secret([7u8; 32]).build()?;
+    /// assert_eq!(layer.revoke_owner("user-42").await?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn revoke_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        crate::owner::revoke_all(&self.shared, owner, &[]).await
+    }
+
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared

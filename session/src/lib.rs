@@ -77,6 +77,8 @@ pub mod store;
 
 mod request;
 
+mod owner;
+
 mod extract;
 mod session;
 mod typed;
@@ -110,6 +112,7 @@ pub use extract::SessionRejection;
 pub use id::SessionId;
 pub use key::{Key, MIN_SECRET_LEN};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use owner::OwnedSession;
 pub use reaper::Reaper;
 pub use session::Session;
 #[cfg(feature = "cookie-store")]

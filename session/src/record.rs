@@ -4,6 +4,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::id::StoreKey;
+
+/// The data key a session's owner is kept under (see
+/// [`Session::set_owner`](crate::Session::set_owner)): a JSON string, the
+/// application's user id. It is part of the session's data, so a store
+/// writes it with the save that sets it, moves it with
+/// [`cycle`](crate::SessionStore::cycle) and forgets it with the record; a
+/// store that lists a user's sessions
+/// ([`list_owned`](crate::SessionStore::list_owned)) finds them by it.
+///
+/// ```
+/// assert_eq!(carafe::store::OWNER_KEY, "carafe.owner");
+/// ```
+pub const OWNER_KEY: &str = "carafe.owner";
+
+/// The owner named in `data`, if `data` holds one (a string under
+/// [`OWNER_KEY`]).
+pub(crate) fn owner_of(data: &Data) -> Option<&str> {
+    data.get(OWNER_KEY).and_then(Value::as_str)
+}
+
 /// A session's data: key to JSON value.
 pub type Data = serde_json::Map<String, Value>;
 
@@ -53,6 +74,21 @@ impl Record {
     pub fn take_prefixed(&mut self, prefix: &str) -> Data {
         take_prefixed(&mut self.data, prefix)
     }
+
+    /// The session's owner: the string under [`OWNER_KEY`], if any.
+    ///
+    /// ```
+    /// use carafe::store::{Record, OWNER_KEY};
+    /// let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// let mut record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+    /// assert_eq!(record.owner(), None);
+    /// record.data.insert(OWNER_KEY.into(), "user-7".into());
+    /// assert_eq!(record.owner(), Some("user-7"));
+    /// ```
+    #[must_use]
+    pub fn owner(&self) -> Option<&str> {
+        owner_of(&self.data)
+    }
 }
 
 /// Removes the keys of `data` that start with `prefix` and returns them.
@@ -69,6 +105,51 @@ pub(crate) fn take_prefixed(data: &mut Data, prefix: &str) -> Data {
         }
     }
     taken
+}
+
+/// One live session of an owner, as
+/// [`SessionStore::list_owned`](crate::SessionStore::list_owned) answers it:
+/// the key the record is filed under and its timestamps.
+///
+/// ```
+/// use carafe::store::{OwnedRecord, Record};
+/// let t = time::OffsetDateTime::UNIX_EPOCH;
+/// let record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+/// let key = carafe::SessionId::generate().store_key();
+/// let owned = OwnedRecord::new(key.clone(), &record);
+/// assert_eq!((owned.key, owned.expires), (key, t));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// The key the record is filed under.
+    pub key: StoreKey,
+    /// When the session was created.
+    pub created: OffsetDateTime,
+    /// When the session was last accessed, as stored.
+    pub accessed: OffsetDateTime,
+    /// When the session expires, as stored.
+    pub expires: OffsetDateTime,
+}
+
+impl OwnedRecord {
+    /// The entry for `record`, filed under `key`.
+    ///
+    /// ```
+    /// # use carafe::store::{OwnedRecord, Record};
+    /// # let t = time::OffsetDateTime::UNIX_EPOCH;
+    /// # let record = Record { data: Default::default(), created: t, accessed: t, expires: t };
+    /// let owned = OwnedRecord::new(carafe::SessionId::generate().store_key(), &record);
+    /// assert_eq!(owned.created, record.created);
+    /// ```
+    #[must_use]
+    pub fn new(key: StoreKey, record: &Record) -> Self {
+        OwnedRecord {
+            key,
+            created: record.created,
+            accessed: record.accessed,
+            expires: record.expires,
+        }
+    }
 }
 
 /// Whether a save makes a new record or changes an existing one.

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 use crate::config::{SessionExpiry, EXPIRY_KEY};
 use crate::error::SessionError;
 use crate::id::SessionId;
+use crate::owner::{self, OwnedSession};
+use crate::record::{owner_of, OWNER_KEY};
 use crate::request::state::State;
 use crate::request::tracked::Saver;
 use crate::request::Inner;
@@ -476,6 +478,165 @@ impl Session {
     /// ```
     pub fn touch(&self) {
         self.lock().request_touch();
+    }
+
+    /// Marks the session as belonging to `owner`, the application's user
+    /// id, so that it shows in that user's list of sessions
+    /// ([`owner_sessions`](Self::owner_sessions)) and can be revoked from
+    /// another of them. Call it at login, with [`cycle_id`](Self::cycle_id).
+    /// The owner is part of the session's data (under
+    /// [`store::OWNER_KEY`](crate::store::OWNER_KEY)), saved at the end of
+    /// the request whatever the layer's `auto`: it is written with the
+    /// save, moves with `cycle_id`, and goes with the session when it is
+    /// deleted, invalidated, cleared or expires.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Deleted`] after [`delete`](Self::delete).
+    ///
+    /// ```
+    /// async fn login(session: carafe::Session) -> Result<&'static str, carafe::SessionError> {
+    ///     session.cycle_id();
+    ///     session.set_owner("user-42")?;
+    ///     Ok("logged in")
+    /// }
+    /// ```
+    pub fn set_owner(&self, owner: impl Into<String>) -> Result<(), SessionError> {
+        let mut state = self.lock();
+        if !state.is_live() {
+            return Err(SessionError::Deleted);
+        }
+        state.set(OWNER_KEY.to_owned(), Value::String(owner.into()), Saver::Auto);
+        Ok(())
+    }
+
+    /// The session's owner ([`set_owner`](Self::set_owner)), if any.
+    ///
+    /// ```
+    /// async fn whoami(session: carafe::Session) -> String {
+    ///     session.owner().unwrap_or_else(|| "anonymous".into())
+    /// }
+    /// ```
+    #[must_use]
+    pub fn owner(&self) -> Option<String> {
+        owner_of(self.lock().tracked.data()).map(str::to_owned)
+    }
+
+    /// Removes the session's owner: it no longer shows in any list of
+    /// sessions. Saved like [`set_owner`](Self::set_owner).
+    ///
+    /// ```
+    /// async fn forget_me(session: carafe::Session) {
+    ///     session.clear_owner();
+    ///     assert_eq!(session.owner(), None);
+    /// }
+    /// ```
+    pub fn clear_owner(&self) {
+        self.lock().remove(OWNER_KEY, Saver::Auto);
+    }
+
+    /// The store keys this request's session is, or is about to be, filed
+    /// under: the current id's and, while a cycle is pending, the stored one.
+    fn current_keys(&self) -> Vec<crate::id::StoreKey> {
+        let state = self.lock();
+        let mut keys = vec![state.id.store_key()];
+        if let Some(stored) = &state.stored {
+            if *stored != state.id {
+                keys.push(stored.store_key());
+            }
+        }
+        keys
+    }
+
+    /// The live sessions of this session's owner, most recently accessed
+    /// first, this one marked `current` (once it is saved: a session whose
+    /// first save is still pending is not in the store yet). Empty when
+    /// the session has no owner. Expired sessions are never listed.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] when the store fails, or with
+    /// [`StoreError::Unsupported`](crate::StoreError::Unsupported) from the
+    /// cookie store or a custom store that cannot list by owner.
+    ///
+    /// ```
+    /// async fn devices(session: carafe::Session) -> Result<String, carafe::SessionError> {
+    ///     let sessions = session.owner_sessions().await?;
+    ///     let others = sessions.iter().filter(|s| !s.current).count();
+    ///     Ok(format!("signed in on {others} other devices"))
+    /// }
+    /// ```
+    pub async fn owner_sessions(&self) -> Result<Vec<OwnedSession>, SessionError> {
+        let Some(owner) = self.owner() else {
+            return Ok(Vec::new());
+        };
+        let current = self.current_keys();
+        Ok(owner::list(&self.inner.shared, &owner, &current).await?)
+    }
+
+    /// Revokes the session of this session's owner that `handle` (from
+    /// [`owner_sessions`](Self::owner_sessions)) names: its record is
+    /// deleted now, and the browser holding it is anonymous from its next
+    /// request on. Answers `Ok(false)`, revoking nothing, for a handle that
+    /// names none of the owner's live sessions (unknown, forged, stale, or
+    /// another owner's) and when this session has no owner. A handle naming
+    /// this very session [`delete`](Self::delete)s it.
+    ///
+    /// # Errors
+    ///
+    /// As [`owner_sessions`](Self::owner_sessions).
+    ///
+    /// ```
+    /// use axum::extract::Path;
+    /// use axum::http::StatusCode;
+    ///
+    /// async fn sign_out_device(session: carafe::Session, Path(handle): Path<String>) -> StatusCode {
+    ///     match session.revoke(&handle).await {
+    ///         Ok(true) => StatusCode::NO_CONTENT,
+    ///         Ok(false) => StatusCode::NOT_FOUND,
+    ///         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    ///     }
+    /// }
+    /// ```
+    pub async fn revoke(&self, handle: &str) -> Result<bool, SessionError> {
+        let Some(owner) = self.owner() else {
+            return Ok(false);
+        };
+        let shared = &self.inner.shared;
+        let Some(key) = owner::find(shared, &owner, handle).await? else {
+            return Ok(false);
+        };
+        if self.current_keys().contains(&key) {
+            self.delete();
+        } else {
+            owner::delete(shared, &key).await?;
+        }
+        Ok(true)
+    }
+
+    /// Revokes every other session of this session's owner (after a
+    /// password change: ASVS 3.3.3) and keeps this one. Answers how many
+    /// it revoked; 0 when the session has no owner.
+    ///
+    /// # Errors
+    ///
+    /// As [`owner_sessions`](Self::owner_sessions); sessions revoked before
+    /// a store failure stay revoked.
+    ///
+    /// ```
+    /// async fn change_password(session: carafe::Session) -> Result<String, carafe::SessionError> {
+    ///     // ... check the old password, store the new one ...
+    ///     session.cycle_id();
+    ///     let n = session.revoke_other_sessions().await?;
+    ///     Ok(format!("password changed; {n} other sessions signed out"))
+    /// }
+    /// ```
+    pub async fn revoke_other_sessions(&self) -> Result<u64, SessionError> {
+        let Some(owner) = self.owner() else {
+            return Ok(0);
+        };
+        let keep = self.current_keys();
+        Ok(owner::revoke_all(&self.inner.shared, &owner, &keep).await?)
     }
 }
 

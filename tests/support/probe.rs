@@ -104,6 +104,14 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         self.check()?;
         self.inner.delete_expired(now).await
     }
+    async fn list_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<carafe::store::OwnedRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_owned(owner, now).await
+    }
     fn name(&self) -> &'static str {
         "probe"
     }

@@ -38,7 +38,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Runs one store call under the store timeout.
-    async fn call<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(crate) async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let limit = self.config.store_timeout;
         tokio::time::timeout(limit, fut)
             .await

@@ -58,7 +58,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::StoreError;
 use crate::id::{SessionId, StoreKey};
-use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome, OWNER_KEY};
 use crate::store::SessionStore;
 
 /// How many overlapping updates the concurrency checks run.
@@ -76,6 +76,7 @@ const OVERLAPPING: usize = 50;
 pub struct Options {
     native_expiry: bool,
     record_limit: Option<usize>,
+    no_owners: bool,
 }
 
 impl Options {
@@ -134,6 +135,32 @@ impl Options {
     pub fn limit(&self) -> usize {
         self.record_limit
             .unwrap_or(crate::store::DEFAULT_MAX_RECORD_BYTES)
+    }
+
+    /// The store does not implement
+    /// [`list_owned`](SessionStore::list_owned) (it answers
+    /// [`StoreError::Unsupported`], the trait's default): the checks of a
+    /// user's sessions are skipped. Every store carafe ships runs them.
+    ///
+    /// ```
+    /// let options = carafe::store::conformance::Options::new().without_owners();
+    /// assert!(!options.has_owners());
+    /// ```
+    #[must_use]
+    pub fn without_owners(mut self) -> Self {
+        self.no_owners = true;
+        self
+    }
+
+    /// Whether the checks of a user's sessions run (unless
+    /// [`Options::without_owners`]).
+    ///
+    /// ```
+    /// assert!(carafe::store::conformance::Options::new().has_owners());
+    /// ```
+    #[must_use]
+    pub fn has_owners(&self) -> bool {
+        !self.no_owners
     }
 
     /// Whether [`Options::native_expiry`] is set.
@@ -216,6 +243,13 @@ where
     oversized_save_is_refused(&make().await, options.limit()).await;
     take_prefixed_takes_once(&make().await).await;
     overlapping_takes_share_out_each_key(&make().await).await;
+    if !options.no_owners {
+        owned_are_listed_by_owner(&make().await).await;
+        owner_follows_updates(&make().await).await;
+        owner_moves_with_cycle(&make().await).await;
+        deleted_owned_are_not_listed(&make().await).await;
+        expired_owned_are_not_listed(&make().await).await;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1764,6 +1798,305 @@ pub async fn cycle_racing_update(store: &dyn SessionStore) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// a user's sessions
+
+/// A create with `owner` under [`OWNER_KEY`] (and one more key) at `t`,
+/// expiring at `expires`.
+fn owned_create(owner: &str, t: OffsetDateTime, expires: OffsetDateTime) -> Change {
+    create(
+        data(&[(OWNER_KEY, json!(owner)), ("cart", json!([1, 2]))]),
+        t,
+        expires,
+    )
+}
+
+impl Check<'_> {
+    /// The store's list for `owner` at `now`, sorted by key.
+    async fn owned(self, what: &str, owner: &str, now: OffsetDateTime) -> Vec<OwnedRecord> {
+        let mut listed = self.ok(what, self.store.list_owned(owner, now).await);
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        listed
+    }
+
+    /// `owner`'s list at `now` is exactly `want` (in any order).
+    async fn lists(self, what: &str, owner: &str, now: OffsetDateTime, want: &[(&StoreKey, &Change)]) {
+        let mut want: Vec<OwnedRecord> = want
+            .iter()
+            .map(|(key, change)| OwnedRecord::new((*key).clone(), &change.to_record()))
+            .collect();
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        self.eq(what, self.owned(what, owner, now).await, want);
+    }
+}
+
+/// [`list_owned`](SessionStore::list_owned) answers exactly the records
+/// whose data holds the owner, as a string, under [`OWNER_KEY`], with their
+/// timestamps: never another owner's (not one whose name merely starts the
+/// same), never one without an owner or with a non-string one.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::owned_are_listed_by_owner(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn owned_are_listed_by_owner(store: &dyn SessionStore) {
+    let c = Check::new(store, "owned_are_listed_by_owner");
+    let t = now();
+    let day = t + Duration::days(1);
+    let (a, b, bob, none, number, prefix) = (key(), key(), key(), key(), key(), key());
+    let change_a = owned_create("alice", t, day);
+    let change_b = owned_create("alice", t - Duration::minutes(5), day + Duration::hours(1));
+    let change_bob = owned_create("bob", t, day);
+    c.create(&a, &change_a).await;
+    c.create(&b, &change_b).await;
+    c.create(&bob, &change_bob).await;
+    c.create(&none, &create_at(data(&[("owner", json!("alice"))]), t))
+        .await;
+    c.create(&number, &create_at(data(&[(OWNER_KEY, json!(7))]), t))
+        .await;
+    c.create(&prefix, &owned_create("alice2", t, day)).await;
+    c.lists(
+        "alice's sessions",
+        "alice",
+        t,
+        &[(&a, &change_a), (&b, &change_b)],
+    )
+    .await;
+    c.lists("bob's sessions", "bob", t, &[(&bob, &change_bob)]).await;
+    c.lists("an owner with no session", "carol", t, &[]).await;
+    c.lists("the owner \"7\" (only a number 7 is stored)", "7", t, &[])
+        .await;
+    c.lists("the empty owner", "", t, &[]).await;
+}
+
+/// An update that sets [`OWNER_KEY`] adds the record to the owner's list,
+/// one that sets another owner moves it to that owner's list, one that
+/// removes the key takes it off every list, and a touch shows in the
+/// listed timestamps.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::owner_follows_updates(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn owner_follows_updates(store: &dyn SessionStore) {
+    let c = Check::new(store, "owner_follows_updates");
+    let t = now();
+    let k = key();
+    c.create(&k, &create_at(data(&[("cart", json!(1))]), t)).await;
+    c.lists("before any owner is set", "alice", t, &[]).await;
+
+    let set = |owner: &str, minutes: i64| {
+        update(
+            data(&[(OWNER_KEY, json!(owner))]),
+            &[],
+            t,
+            t + Duration::minutes(minutes),
+            t + Duration::days(2),
+        )
+    };
+    let login = set("alice", 1);
+    c.saved(
+        "update setting the owner",
+        c.save("update setting the owner", &k, &login).await,
+    );
+    c.lists("after the owner is set", "alice", t, &[(&k, &login)])
+        .await;
+
+    let touch = touch(t, t + Duration::minutes(2), t + Duration::days(3));
+    c.saved("touch", c.save("touch", &k, &touch).await);
+    c.lists("after a touch: the new timestamps", "alice", t, &[(&k, &touch)])
+        .await;
+
+    let other = set("bob", 3);
+    c.saved(
+        "update changing the owner",
+        c.save("update changing the owner", &k, &other).await,
+    );
+    c.lists("the old owner after a change of owner", "alice", t, &[])
+        .await;
+    c.lists("the new owner after a change of owner", "bob", t, &[(&k, &other)])
+        .await;
+
+    let clear = update(
+        Data::new(),
+        &[OWNER_KEY],
+        t,
+        t + Duration::minutes(4),
+        t + Duration::days(2),
+    );
+    c.saved(
+        "update removing the owner",
+        c.save("update removing the owner", &k, &clear).await,
+    );
+    c.lists("after the owner is removed", "bob", t, &[]).await;
+    c.lists("the first owner after the owner is removed", "alice", t, &[])
+        .await;
+}
+
+/// A cycle moves the record on the owner's list to its new key (the old
+/// key is never listed again), and a cycle that sets another owner moves it
+/// to that owner's list.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::owner_moves_with_cycle(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn owner_moves_with_cycle(store: &dyn SessionStore) {
+    let c = Check::new(store, "owner_moves_with_cycle");
+    let t = now();
+    let (from, to, last) = (key(), key(), key());
+    let initial = owned_create("alice", t, t + Duration::days(1));
+    c.create(&from, &initial).await;
+    let moved = touch(t, t + Duration::minutes(1), t + Duration::days(2));
+    let outcome = c.cycle("cycle", &from, &to, &moved).await;
+    c.saved("outcome of the cycle", outcome);
+    c.lists("after a cycle: the new key only", "alice", t, &[(&to, &moved)])
+        .await;
+
+    let takeover = update(
+        data(&[(OWNER_KEY, json!("bob"))]),
+        &[],
+        t,
+        t + Duration::minutes(2),
+        t + Duration::days(2),
+    );
+    let outcome = c
+        .cycle("cycle setting another owner", &to, &last, &takeover)
+        .await;
+    c.saved("outcome of the cycle setting another owner", outcome);
+    c.lists("the old owner after a cycle to another", "alice", t, &[])
+        .await;
+    c.lists(
+        "the new owner after a cycle to it",
+        "bob",
+        t,
+        &[(&last, &takeover)],
+    )
+    .await;
+}
+
+/// A deleted record is never listed: revoking all of an owner's sessions
+/// but one (deleting the others) leaves that one listed, and deleting it
+/// leaves an empty list.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::deleted_owned_are_not_listed(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn deleted_owned_are_not_listed(store: &dyn SessionStore) {
+    let c = Check::new(store, "deleted_owned_are_not_listed");
+    let t = now();
+    let keys = [key(), key(), key()];
+    let change = owned_create("alice", t, t + Duration::days(1));
+    for k in &keys {
+        c.create(k, &change).await;
+    }
+    let [keep, revoked @ ..] = &keys;
+    for listed in c.owned("list before revoking", "alice", t).await {
+        if listed.key != *keep {
+            c.delete("delete of another session", &listed.key).await;
+        }
+    }
+    for k in revoked {
+        c.absent("a revoked session", k).await;
+    }
+    c.lists("after revoking all others", "alice", t, &[(keep, &change)])
+        .await;
+    c.delete("delete of the last session", keep).await;
+    c.lists("after deleting every session", "alice", t, &[]).await;
+}
+
+/// A record whose `expires` is at or before `now` is never listed, and a
+/// record whose expiry a later save extended is listed until the new
+/// expiry, also after a listing at a time when it had looked expired.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// carafe::store::conformance::expired_owned_are_not_listed(&carafe::MemoryStore::new()).await;
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// When the rule is broken.
+pub async fn expired_owned_are_not_listed(store: &dyn SessionStore) {
+    let c = Check::new(store, "expired_owned_are_not_listed");
+    let t = now();
+    let (short, long, extended) = (key(), key(), key());
+    let short_change = owned_create("alice", t, t + Duration::days(1));
+    let long_change = owned_create("alice", t, t + Duration::days(3));
+    c.create(&short, &short_change).await;
+    c.create(&long, &long_change).await;
+    c.create(&extended, &owned_create("alice", t, t + Duration::days(1)))
+        .await;
+    let extend = touch(t, t + Duration::minutes(1), t + Duration::days(4));
+    c.saved(
+        "extending touch",
+        c.save("extending touch", &extended, &extend).await,
+    );
+    c.lists(
+        "before any expiry",
+        "alice",
+        t,
+        &[
+            (&short, &short_change),
+            (&long, &long_change),
+            (&extended, &extend),
+        ],
+    )
+    .await;
+    let later = t + Duration::days(2);
+    c.lists(
+        "after one has expired",
+        "alice",
+        later,
+        &[(&long, &long_change), (&extended, &extend)],
+    )
+    .await;
+    c.lists(
+        "at the exact expiry of one",
+        "alice",
+        t + Duration::days(1),
+        &[(&long, &long_change), (&extended, &extend)],
+    )
+    .await;
+    // A save that brings the expired-looking one back to life (the record
+    // is still stored: the clock above ran ahead of the store's).
+    let revive = touch(t, t + Duration::minutes(2), t + Duration::days(5));
+    let outcome = c
+        .save("touch of the one listed as expired", &short, &revive)
+        .await;
+    if outcome == SaveOutcome::Saved {
+        c.lists(
+            "after the expired-looking one was extended",
+            "alice",
+            later,
+            &[(&short, &revive), (&long, &long_change), (&extended, &extend)],
+        )
+        .await;
+    }
+}
+
 /// Test support inside carafe: a store that passes every call on to another
 /// store but the ones a [`Variant`] changes, to run the checks on a variant
 /// of a store.
@@ -1838,6 +2171,14 @@ pub(crate) mod forward {
             self.variant.delete_expired(&self.inner, now).await
         }
 
+        async fn list_owned(
+            &self,
+            owner: &str,
+            now: OffsetDateTime,
+        ) -> Result<Vec<crate::record::OwnedRecord>, StoreError> {
+            self.inner.list_owned(owner, now).await
+        }
+
         fn name(&self) -> &'static str {
             self.name
         }
@@ -1892,12 +2233,18 @@ mod tests {
         TakeTouches,
         TakeIgnoresPrefix,
         TakeCreates,
+        OwnerListsAnyOwner,
+        OwnerIgnoresExpiry,
+        /// Lists from an index written at create and never updated.
+        OwnerStaleIndex,
     }
 
     #[derive(Debug)]
     struct Broken {
         flaw: Flaw,
         records: Mutex<HashMap<StoreKey, Record>>,
+        /// For `OwnerStaleIndex`: each key's first record, kept forever.
+        index: Mutex<HashMap<StoreKey, Record>>,
     }
 
     impl Broken {
@@ -1905,6 +2252,7 @@ mod tests {
             Broken {
                 flaw,
                 records: Mutex::new(HashMap::new()),
+                index: Mutex::new(HashMap::new()),
             }
         }
 
@@ -1991,6 +2339,10 @@ mod tests {
                             map.insert(key, record);
                         }
                         return Err(err);
+                    }
+                    if self.flaw == Flaw::OwnerStaleIndex {
+                        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                        index.entry(key.clone()).or_insert_with(|| record.clone());
                     }
                     map.insert(key, self.mangle(record));
                     Ok(SaveOutcome::Saved)
@@ -2145,6 +2497,22 @@ mod tests {
             Ok((before - map.len()) as u64)
         }
 
+        async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+            let records = match self.flaw {
+                Flaw::OwnerStaleIndex => self.index.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                _ => self.map().clone(),
+            };
+            Ok(records
+                .iter()
+                .filter(|(_, r)| match self.flaw {
+                    Flaw::OwnerListsAnyOwner => r.data.contains_key(OWNER_KEY) && r.expires > now,
+                    Flaw::OwnerIgnoresExpiry => r.owner() == Some(owner),
+                    _ => r.owner() == Some(owner) && r.expires > now,
+                })
+                .map(|(key, r)| OwnedRecord::new(key.clone(), r))
+                .collect())
+        }
+
         fn name(&self) -> &'static str {
             if self.flaw == Flaw::EmptyName {
                 ""
@@ -2264,6 +2632,27 @@ mod tests {
                 check!(oversized_save_at_the_default_limit),
                 vec![Flaw::NoSizeLimit, Flaw::SizeOfChangeOnly, Flaw::TooLargeButWrites],
             ),
+            (check!(owned_are_listed_by_owner), vec![Flaw::OwnerListsAnyOwner]),
+            (
+                check!(owner_follows_updates),
+                vec![
+                    Flaw::OwnerStaleIndex,
+                    Flaw::OwnerListsAnyOwner,
+                    Flaw::UpdateKeepsExpires,
+                ],
+            ),
+            (
+                check!(owner_moves_with_cycle),
+                vec![Flaw::OwnerStaleIndex, Flaw::CycleKeepsFrom],
+            ),
+            (
+                check!(deleted_owned_are_not_listed),
+                vec![Flaw::OwnerStaleIndex, Flaw::DeleteIsNoop],
+            ),
+            (
+                check!(expired_owned_are_not_listed),
+                vec![Flaw::OwnerIgnoresExpiry, Flaw::OwnerStaleIndex],
+            ),
         ];
         for ((name, check), flaws) in cases {
             assert!(!catches(Flaw::None, check).await, "{name} fails a correct store");
@@ -2306,6 +2695,6 @@ mod tests {
             async { Broken::new(Flaw::None) }
         })
         .await;
-        assert_eq!(made, 22);
+        assert_eq!(made, 27);
     }
 }

@@ -124,7 +124,14 @@ const FUZZ_SECRET: &[u8] = b"carafe fuzz secret: not for production use";
 ///   the absolute lifetime defaults to **30 days** with this store (set
 ///   `absolute_lifetime` to change it); it is counted from the session's
 ///   creation, which `cycle_id()` keeps.
-/// * **List or revoke a user's sessions.** Nothing server-side knows them. The one lever is the secret: **rotating the secret and
+/// * **List or revoke a user's sessions.** Nothing server-side knows them:
+///   [`Session::owner_sessions`](crate::Session::owner_sessions),
+///   [`revoke`](crate::Session::revoke),
+///   [`revoke_other_sessions`](crate::Session::revoke_other_sessions) and
+///   the layer's [`owner_sessions`](crate::SessionLayer::owner_sessions) and
+///   [`revoke_owner`](crate::SessionLayer::revoke_owner) answer
+///   [`StoreError::Unsupported`](crate::StoreError::Unsupported) with this
+///   store. The one lever is the secret: **rotating the secret and
 ///   dropping the old one logs everyone out at once** (a global logout).
 /// * **Hide the session's size.** The data is encrypted, but the cookie's
 ///   length tells anyone who sees it roughly how much data the session holds.

@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
-use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
 /// The number of lock stripes; a key's stripe is its first byte.
@@ -54,6 +54,14 @@ const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 ///   [`max_record_bytes`](FileStore::max_record_bytes), loads as
 ///   [`StoreError::Corrupt`]; [`delete_expired`](SessionStore::delete_expired)
 ///   removes such files along with expired records.
+///
+/// [`list_owned`](SessionStore::list_owned) reads every record file in
+/// the directory: the records themselves are the only index, so there is
+/// nothing that a crash could leave out of step with them, and no stale
+/// entry can ever name a deleted, expired or re-owned session. The cost is
+/// one read per stored session for each listing (as for
+/// [`delete_expired`](SessionStore::delete_expired)), which suits the
+/// one-server deployments the store is for.
 ///
 /// The locks live in this process: **several processes sharing one
 /// directory are not coordinated** and may lose updates (a create may also
@@ -522,6 +530,34 @@ fn scan(dir: &Path, now: OffsetDateTime, limit: usize) -> Result<Scan, StoreErro
     Ok(Scan { candidates })
 }
 
+/// Reads every record file in `dir` and answers those of `owner` that
+/// expire after `now`. Records that cannot be read are skipped (with a
+/// warning for errors other than corruption, which `delete_expired` deals
+/// with); other files are never opened.
+fn owned(dir: &Path, owner: &str, now: OffsetDateTime, limit: usize) -> Result<Vec<OwnedRecord>, StoreError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(key) = name.to_str().and_then(record_key) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match read_record(&entry.path(), limit) {
+            Ok(Some(record)) if record.expires > now && record.owner() == Some(owner) => {
+                found.push(OwnedRecord::new(key, &record));
+            }
+            Ok(_) | Err(StoreError::Corrupt(_)) => {}
+            Err(err) => {
+                tracing::warn!(store = "file", key = %key.short(), error = %err, "cannot read a session record");
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Re-checks one candidate under its lock and removes it if it is still
 /// expired or corrupt. Answers whether it removed a record.
 fn reap_one(dir: &Path, key: &StoreKey, now: OffsetDateTime, limit: usize) -> Result<bool, StoreError> {
@@ -672,6 +708,13 @@ impl SessionStore for FileStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Reads every record file (see [the type's docs](FileStore)).
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        let owner = owner.to_owned();
+        let limit = self.max_record_bytes;
+        self.blocking(move |dir| owned(dir, &owner, now, limit)).await
     }
 
     fn name(&self) -> &'static str {

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
-use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome};
 use crate::store::SessionStore;
 
 /// Sessions in a map in this process.
@@ -19,6 +19,9 @@ use crate::store::SessionStore;
 /// [`delete_expired`](SessionStore::delete_expired), which a
 /// [`Reaper`](crate::Reaper) calls), and overlapping saves merge per key.
 /// Clones share one map.
+///
+/// [`list_owned`](SessionStore::list_owned) scans the map: there is no
+/// index to keep in step, which suits a store meant for development.
 ///
 /// Records are limited in size as in every server-side store (see
 /// [`max_record_bytes`](MemoryStore::max_record_bytes)): the limit counts
@@ -204,6 +207,15 @@ impl SessionStore for MemoryStore {
             .get_mut(key)
             .map(|record| record.take_prefixed(prefix))
             .unwrap_or_default())
+    }
+
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(_, record)| record.expires > now && record.owner() == Some(owner))
+            .map(|(key, record)| OwnedRecord::new(key.clone(), record))
+            .collect())
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -36,7 +36,7 @@ pub use time::OffsetDateTime;
 
 pub use crate::error::StoreError;
 pub use crate::id::StoreKey;
-pub use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+pub use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome, OWNER_KEY};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -57,18 +57,21 @@ mod sqlite;
 pub use cookie::CookieStore;
 #[cfg(feature = "fuzzing")]
 pub(crate) use file::decode_record;
-#[cfg(all(feature = "fuzzing", feature = "redis-store"))]
-pub(crate) use redis::{decode_pairs as decode_redis_pairs, encode_pairs as encode_redis_pairs};
-#[cfg(all(feature = "fuzzing", any(feature = "postgres-store", feature = "sqlite-store")))]
-pub(crate) use sql::record as sql_record;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres-store")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis-cluster")]
 pub use redis::RedisClusterBuilder;
+#[cfg(all(feature = "fuzzing", feature = "redis-store"))]
+pub(crate) use redis::{decode_pairs as decode_redis_pairs, encode_pairs as encode_redis_pairs};
 #[cfg(feature = "redis-store")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(all(
+    feature = "fuzzing",
+    any(feature = "postgres-store", feature = "sqlite-store")
+))]
+pub(crate) use sql::record as sql_record;
 #[cfg(feature = "sqlite-store")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 /// The [sqlx](https://docs.rs/sqlx/0.8) crate the SQL stores are built on,
@@ -152,6 +155,11 @@ pub(crate) fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize,
 /// * [`delete_expired`](SessionStore::delete_expired) removes records whose
 ///   `expires` is at or before `now` and returns how many it removed. Stores
 ///   whose backend expires records itself may return 0.
+/// * [`list_owned`](SessionStore::list_owned) lists the records whose data
+///   names an owner under [`OWNER_KEY`] and that expire after `now`. A
+///   store that keeps an index for it never lets an index entry bring back
+///   a deleted, expired or re-owned record. Stores written before it existed
+///   inherit a default that answers [`StoreError::Unsupported`].
 ///
 /// Stores are used as `Arc<dyn SessionStore>`.
 ///
@@ -347,6 +355,48 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// When the backend fails.
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 
+    /// The live sessions of `owner`: every record whose data holds
+    /// `owner` as a JSON string under [`OWNER_KEY`] (set by
+    /// [`Session::set_owner`](crate::Session::set_owner)) and whose
+    /// `expires` is after `now`, in any order. What lists a user's sessions
+    /// and revokes them (OWASP's "simultaneous logons"); the runtime turns
+    /// the keys into handles that are not the keys.
+    ///
+    /// The default answers [`StoreError::Unsupported`], so a store written
+    /// against the trait before this method existed keeps compiling and
+    /// says clearly that it cannot; every server-side store carafe ships
+    /// implements it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unsupported`] from a store that cannot list by owner;
+    /// any other variant when the backend fails.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use carafe::store::{Change, SaveKind, SessionStore, OWNER_KEY};
+    /// let store = carafe::MemoryStore::new();
+    /// let t = time::OffsetDateTime::now_utc();
+    /// let mut set = carafe::store::Data::new();
+    /// set.insert(OWNER_KEY.into(), "user-7".into());
+    /// let change = Change { kind: SaveKind::Create, set, removed: vec![],
+    ///                       created: t, accessed: t, expires: t + time::Duration::hours(1) };
+    /// let key = carafe::SessionId::generate().store_key();
+    /// store.save(&key, &change).await?;
+    /// let listed = store.list_owned("user-7", t).await?;
+    /// assert_eq!(listed.len(), 1);
+    /// assert_eq!(listed[0].key, key);
+    /// assert!(store.list_owned("user-8", t).await?.is_empty());
+    /// # Ok::<(), carafe::StoreError>(()) }).unwrap();
+    /// ```
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        let _ = (owner, now);
+        Err(StoreError::Unsupported {
+            store: self.name(),
+            operation: "list a user's sessions",
+        })
+    }
+
     /// A short name for logs and error messages, such as `"redis"`.
     fn name(&self) -> &'static str;
 }
@@ -375,6 +425,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         (**self).delete_expired(now).await
+    }
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        (**self).list_owned(owner, now).await
     }
     fn name(&self) -> &'static str {
         (**self).name()

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
 use crate::id::StoreKey;
-use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome, OWNER_KEY};
 use crate::store::sql::{self, map_err};
 use crate::store::SessionStore;
 
@@ -133,6 +133,9 @@ struct Statements {
     batch: u32,
     create_table: String,
     create_index: String,
+    add_owner: String,
+    create_owner_index: String,
+    list_owned: String,
     load: String,
     insert: String,
     update: String,
@@ -153,6 +156,7 @@ impl Statements {
         sql::check_batch(batch)?;
         let t = format!("{}.{}", sql::quote(schema), sql::quote(table));
         let index = sql::quote(&format!("{table}_expires_at_idx"));
+        let owner_index = sql::quote(&format!("{table}_owner_idx"));
         let epoch = |column: &str| {
             format!("CASE WHEN isfinite({column}) THEN floor(extract(epoch FROM {column}))::int8 END")
         };
@@ -169,6 +173,21 @@ impl Statements {
                  expires_at timestamptz NOT NULL)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
+            // The owner, kept by PostgreSQL itself from the data: written by
+            // the statement that writes the data, moved with the row by a
+            // cycle, gone with the row. Only a JSON string is an owner.
+            add_owner: format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner text GENERATED ALWAYS AS                  (CASE WHEN jsonb_typeof(data -> '{OWNER_KEY}') = 'string'                  THEN data ->> '{OWNER_KEY}' END) STORED"
+            ),
+            create_owner_index: format!(
+                "CREATE INDEX IF NOT EXISTS {owner_index} ON {t} (owner) WHERE owner IS NOT NULL"
+            ),
+            list_owned: format!(
+                "SELECT id, {} AS created, {} AS accessed, {} AS expires FROM {t}                  WHERE owner = $1 AND expires_at > $2",
+                epoch("created_at"),
+                epoch("accessed_at"),
+                epoch("expires_at"),
+            ),
             // $2: the record limit. An oversized row's data is not sent.
             load: format!(
                 "SELECT CASE WHEN octet_length(data::text) <= $2 THEN data END AS data, \
@@ -391,7 +410,12 @@ impl PostgresStore {
         Ok(Self::new(pool))
     }
 
-    /// Creates the table and its index on `expires_at` unless they exist.
+    /// Creates the table and its index on `expires_at` unless they exist,
+    /// and the `owner` column (generated from the data's
+    /// [`OWNER_KEY`](crate::store::OWNER_KEY), for
+    /// [`list_owned`](SessionStore::list_owned)) with its partial index:
+    /// `ADD COLUMN IF NOT EXISTS`, so a table made by an earlier version
+    /// gains the column (PostgreSQL rewrites the table once to fill it).
     /// Safe to call on every start, from several servers at once (it takes
     /// an advisory lock while it works).
     ///
@@ -417,10 +441,13 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query(&self.sql.create_index)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for statement in [
+            &self.sql.create_index,
+            &self.sql.add_owner,
+            &self.sql.create_owner_index,
+        ] {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)
     }
 
@@ -676,6 +703,30 @@ impl SessionStore for PostgresStore {
                 return Ok(total);
             }
         }
+    }
+
+    /// One query on the indexed `owner` column (see [the migration](PostgresStore::migrate)).
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        let rows = sqlx::query(&self.sql.list_owned)
+            .bind(owner)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                sql::owned_row(
+                    self.name(),
+                    row.try_get("id").map_err(map_err),
+                    [
+                        row.try_get("created").map_err(map_err),
+                        row.try_get("accessed").map_err(map_err),
+                        row.try_get("expires").map_err(map_err),
+                    ],
+                )
+            })
+            .collect())
     }
 
     fn name(&self) -> &'static str {

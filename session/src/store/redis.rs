@@ -19,6 +19,7 @@ use crate::store::SessionStore;
 mod cluster;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBuilder;
+mod owners;
 
 /// The key prefix used unless the builder sets another.
 const DEFAULT_PREFIX: &str = "carafe:session";
@@ -64,7 +65,8 @@ end
 /// at+n]` those fields, the rest field/value pairs to set, `ARGV[at-1]` the
 /// expiry in unix milliseconds and `ARGV[at-2]` the record limit (see
 /// [`change_args`]). Commands take at most 1000 arguments at a time, well
-/// under Lua's limit for `unpack`. Answers 1.
+/// under Lua's limit for `unpack`. Answers 1, or `{1, owner}` when the
+/// hash names an owner (see [`owners`]).
 macro_rules! write_change_lua {
     () => {
         r"
@@ -80,6 +82,8 @@ local removed = tonumber(ARGV[at])
 batch('HDEL', at + 1, at + removed)
 batch('HSET', at + 1 + removed, #ARGV)
 redis.call('PEXPIREAT', key, ARGV[at - 1])
+local owner = redis.call('HGET', key, 'd:carafe.owner')
+if owner then return {1, owner} end
 return 1
 "
     };
@@ -275,6 +279,24 @@ return out
 /// gone: the user has to log in again. The store fails closed rather than
 /// open.
 ///
+/// # A user's sessions
+///
+/// Each owner ([`Session::set_owner`](crate::Session::set_owner)) has an
+/// index, the sorted set `{prefix}:owner:{SHA-256 of the owner}`, whose
+/// members are the store keys of its sessions scored by their expiry
+/// (unix milliseconds); the set expires with its last member. On Redis
+/// Cluster the index is in another slot than the sessions, so it is never
+/// written in the same script as a session: the save and cycle scripts
+/// answer the owner the hash holds, and a second script on the index alone
+/// files the key with its new expiry. The hash stays the truth:
+/// [`list_owned`](SessionStore::list_owned) drops the members scored at or
+/// before now (`ZREMRANGEBYSCORE`), reads each remaining session's owner and
+/// timestamps (`HMGET`) and drops the members whose hash is gone, names
+/// another owner or has expired, so a stale entry never brings a session
+/// back. A delete takes the key out of the index. If the index write fails
+/// after the session was written, the save answers the error (the request
+/// fails) rather than leave a live session missing from its owner's list.
+///
 /// # Connections and failures
 ///
 /// [`RedisStore::new`] and [`RedisStoreBuilder::build`] do not connect: the
@@ -314,6 +336,8 @@ pub struct RedisStore {
     cycle_script: Arc<Script>,
     take_script: Arc<Script>,
     take_fields_script: Arc<Script>,
+    index_script: Arc<Script>,
+    delete_script: Arc<Script>,
     max_record_bytes: usize,
 }
 
@@ -497,6 +521,8 @@ impl RedisStore {
             cycle_script: Arc::new(Script::new(CYCLE_SCRIPT)),
             take_script: Arc::new(Script::new(TAKE_SCRIPT)),
             take_fields_script: Arc::new(Script::new(TAKE_FIELDS_SCRIPT)),
+            index_script: Arc::new(Script::new(owners::INDEX_SCRIPT)),
+            delete_script: Arc::new(Script::new(owners::DELETE_SCRIPT)),
             max_record_bytes: crate::store::DEFAULT_MAX_RECORD_BYTES,
         }
     }
@@ -644,8 +670,14 @@ impl RedisStore {
                 tracing::warn!(store = "redis", key = %from.short(), error = %err, "cycle across cluster slots: the session was taken off its old key and could not be written under the new one; it is lost");
             })
             .map_err(StoreError::backend)?;
+        let (reply, owner) = owners::split_owner(reply);
         match self.script_answer("unexpected answer from the save script", reply)? {
-            1 => Ok(SaveOutcome::Saved),
+            1 => {
+                if let Some(owner) = owner {
+                    self.index(&owner, to, Some(from), change.expires).await?;
+                }
+                Ok(SaveOutcome::Saved)
+            }
             -1 => Err(StoreError::Conflict),
             other => Err(unexpected("unexpected answer from the save script", other)),
         }
@@ -911,22 +943,24 @@ impl SessionStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(StoreError::backend)?;
+        let (reply, owner) = owners::split_owner(reply);
         match self.script_answer("unexpected answer from the save script", reply)? {
-            1 => Ok(SaveOutcome::Saved),
+            1 => {
+                if let Some(owner) = owner {
+                    self.index(&owner, key, None, change.expires).await?;
+                }
+                Ok(SaveOutcome::Saved)
+            }
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
             other => Err(unexpected("unexpected answer from the save script", other)),
         }
     }
 
+    /// Deletes the hash and takes it out of its owner's index (see
+    /// [a user's sessions](RedisStore#a-users-sessions)).
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let mut conn = self.connection()?;
-        redis::cmd("DEL")
-            .arg(self.redis_key(key))
-            .query_async::<Value>(&mut conn)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(())
+        self.delete_indexed(key).await
     }
 
     /// One Lua script over both keys (see [new ids](RedisStore#new-ids)).
@@ -946,20 +980,41 @@ impl SessionStore for RedisStore {
         change_args(&mut invocation, change, &change.removed, false)?;
 
         let mut conn = self.connection()?;
-        let answer = match invocation.invoke_async::<Value>(&mut conn).await {
-            Ok(reply) => self.script_answer("unexpected answer from the cycle script", reply)?,
+        let (answer, owner) = match invocation.invoke_async::<Value>(&mut conn).await {
+            Ok(reply) => {
+                let (reply, owner) = owners::split_owner(reply);
+                (
+                    self.script_answer("unexpected answer from the cycle script", reply)?,
+                    owner,
+                )
+            }
             Err(err) if err.code() == Some("CROSSSLOT") => {
                 return self.cycle_across_slots(from, to, change).await;
             }
             Err(err) => return Err(StoreError::backend(err)),
         };
         match answer {
-            1 => Ok(SaveOutcome::Saved),
+            1 => {
+                if let Some(owner) = owner {
+                    self.index(&owner, to, Some(from), change.expires).await?;
+                }
+                Ok(SaveOutcome::Saved)
+            }
             0 => Ok(SaveOutcome::Missing),
             -1 => Err(StoreError::Conflict),
             -2 => Err(StoreError::Corrupt("the Redis key does not hold a hash".into())),
             other => Err(unexpected("unexpected answer from the cycle script", other)),
         }
+    }
+
+    /// The owner's index, checked against the sessions' hashes (see
+    /// [a user's sessions](RedisStore#a-users-sessions)).
+    async fn list_owned(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::record::OwnedRecord>, StoreError> {
+        self.owned(owner, now).await
     }
 
     /// Redis expires records itself (each hash carries a TTL), so this
@@ -1514,6 +1569,8 @@ mod tests {
         conformance::cycle_missing_is_missing(&store).await;
         conformance::cycle_onto_existing_conflicts(&store).await;
         conformance::cycle_racing_update(&store).await;
+        // The owner's index follows the two-step move.
+        conformance::owner_moves_with_cycle(&store).await;
         // A cycle too large to move puts the hash back under its old key.
         let small = Forward {
             inner: store.inner.clone().max_record_bytes(8192),
@@ -1553,7 +1610,10 @@ mod tests {
 /// For the fuzz targets: decodes an `HGETALL` reply made of `pairs` (as an
 /// array, the RESP2 form, or a map, RESP3), as a load does.
 #[cfg(feature = "fuzzing")]
-pub(crate) fn decode_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>, as_map: bool) -> Result<Option<Record>, StoreError> {
+pub(crate) fn decode_pairs(
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    as_map: bool,
+) -> Result<Option<Record>, StoreError> {
     let reply = if as_map {
         Value::Map(
             pairs
@@ -1581,7 +1641,11 @@ pub(crate) fn encode_pairs(record: &Record) -> Result<Vec<(Vec<u8>, Vec<u8>)>, S
         let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
         pairs.push((data_field(name).into_bytes(), json));
     }
-    for (field, t) in [(CREATED, record.created), (ACCESSED, record.accessed), (EXPIRES, record.expires)] {
+    for (field, t) in [
+        (CREATED, record.created),
+        (ACCESSED, record.accessed),
+        (EXPIRES, record.expires),
+    ] {
         pairs.push((field.as_bytes().to_vec(), timestamp(t).into_bytes()));
     }
     Ok(pairs)

@@ -6,7 +6,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
-use crate::record::{Data, Record, SaveOutcome};
+use crate::id::StoreKey;
+use crate::record::{Data, OwnedRecord, Record, SaveOutcome};
 
 /// The table the SQL stores use unless told otherwise.
 pub(crate) const DEFAULT_TABLE: &str = "carafe_sessions";
@@ -96,6 +97,33 @@ pub(crate) fn timestamp(column: &str, secs: Option<i64>) -> Result<OffsetDateTim
     let secs = secs.ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL or not finite")))?;
     OffsetDateTime::from_unix_timestamp(secs)
         .map_err(|e| StoreError::Corrupt(format!("{column} is out of range: {e}")))
+}
+
+/// One row of a listing of a user's sessions: its id and its created,
+/// accessed and expires seconds. A row that does not decode is left out of
+/// the listing with a warning (never its id), not an error for the whole
+/// list: `load` reports it as corrupt when its session is used.
+pub(crate) fn owned_row(
+    store: &'static str,
+    id: Result<String, StoreError>,
+    [created, accessed, expires]: [Result<Option<i64>, StoreError>; 3],
+) -> Option<OwnedRecord> {
+    let decoded = (|| {
+        let key = StoreKey::parse(&id?).ok_or_else(|| StoreError::Corrupt("id is not a store key".into()))?;
+        Ok::<_, StoreError>(OwnedRecord {
+            key,
+            created: timestamp("created_at", created?)?,
+            accessed: timestamp("accessed_at", accessed?)?,
+            expires: timestamp("expires_at", expires?)?,
+        })
+    })();
+    match decoded {
+        Ok(owned) => Some(owned),
+        Err(err) => {
+            tracing::warn!(store, error = %err, "a session row in a user's list does not decode; leaving it out");
+            None
+        }
+    }
 }
 
 /// The session data from a `data` column: it must be a JSON object.

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
 use crate::id::StoreKey;
-use crate::record::{Change, Data, Record, SaveKind, SaveOutcome};
+use crate::record::{Change, Data, OwnedRecord, Record, SaveKind, SaveOutcome, OWNER_KEY};
 use crate::store::sql::{self, map_err};
 use crate::store::SessionStore;
 
@@ -90,6 +90,10 @@ struct Statements {
     batch: u32,
     create_table: String,
     create_index: String,
+    has_owner: String,
+    add_owner: String,
+    create_owner_index: String,
+    list_owned: String,
     load: String,
     insert: String,
     update: String,
@@ -108,6 +112,8 @@ impl Statements {
         sql::check_batch(batch)?;
         let t = sql::quote(table);
         let index = sql::quote(&format!("{table}_expires_at_idx"));
+        let owner_index = sql::quote(&format!("{table}_owner_idx"));
+        let owner_path = format!("'$.\"{OWNER_KEY}\"'");
         let merge = format!(
             "(SELECT json(CASE \
              WHEN ?3 = '' THEN p \
@@ -127,6 +133,26 @@ impl Statements {
                  expires_at INTEGER NOT NULL)"
             ),
             create_index: format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"),
+            // SQLite has no ADD COLUMN IF NOT EXISTS: the migration asks
+            // first. `table_xinfo` lists generated columns too.
+            has_owner: format!("SELECT count(*) FROM pragma_table_xinfo('{table}') WHERE name = 'owner'"),
+            // The owner, computed by SQLite from the data (a virtual column,
+            // the kind ALTER TABLE can add) and kept in the index: written by
+            // the statement that writes the data, moved by a cycle, gone with
+            // the row. Only a JSON string is an owner; invalid JSON (a
+            // corrupt row) has none rather than failing the write.
+            add_owner: format!(
+                "ALTER TABLE {t} ADD COLUMN owner TEXT GENERATED ALWAYS AS \
+                 (CASE WHEN NOT json_valid(data) THEN NULL \
+                 WHEN json_type(data, {owner_path}) = 'text' THEN json_extract(data, {owner_path}) END) VIRTUAL"
+            ),
+            create_owner_index: format!(
+                "CREATE INDEX IF NOT EXISTS {owner_index} ON {t} (owner) WHERE owner IS NOT NULL"
+            ),
+            list_owned: format!(
+                "SELECT id, created_at, accessed_at, expires_at FROM {t} \
+                 WHERE owner = ?1 AND expires_at > ?2"
+            ),
             // ?2: the record limit. An oversized row's data is not read out.
             load: format!(
                 "SELECT CASE WHEN length(CAST(data AS BLOB)) <= ?2 THEN data END AS data, \
@@ -339,7 +365,11 @@ impl SqliteStore {
         Ok(Self::new(pool))
     }
 
-    /// Creates the table and its index on `expires_at` unless they exist.
+    /// Creates the table and its index on `expires_at` unless they exist,
+    /// and the `owner` column (generated from the data's
+    /// [`OWNER_KEY`](crate::store::OWNER_KEY), for
+    /// [`list_owned`](SessionStore::list_owned)) with its partial index
+    /// unless it exists: a table made by an earlier version gains it.
     /// Safe to call on every start.
     ///
     /// ```
@@ -362,6 +392,20 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         sqlx::query(&self.sql.create_index)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let has_owner: i64 = sqlx::query_scalar(&self.sql.has_owner)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if has_owner == 0 {
+            sqlx::query(&self.sql.add_owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query(&self.sql.create_owner_index)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -631,6 +675,30 @@ impl SessionStore for SqliteStore {
             }
         }
         Err(sql::take_contended())
+    }
+
+    /// One query on the indexed `owner` column (see [the migration](SqliteStore::migrate)).
+    async fn list_owned(&self, owner: &str, now: OffsetDateTime) -> Result<Vec<OwnedRecord>, StoreError> {
+        let rows = sqlx::query(&self.sql.list_owned)
+            .bind(owner)
+            .bind(now.unix_timestamp())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                sql::owned_row(
+                    self.name(),
+                    row.try_get("id").map_err(map_err),
+                    [
+                        row.try_get("created_at").map_err(map_err),
+                        row.try_get("accessed_at").map_err(map_err),
+                        row.try_get("expires_at").map_err(map_err),
+                    ],
+                )
+            })
+            .collect())
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
