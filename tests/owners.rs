@@ -531,6 +531,13 @@ async fn a_store_without_list_owned_answers_unsupported() {
         ) -> Result<carafe::store::SaveOutcome, StoreError> {
             self.0.cycle(from, to, change).await
         }
+        async fn take_prefixed(
+            &self,
+            key: &carafe::store::StoreKey,
+            prefix: &str,
+        ) -> Result<carafe::store::Data, StoreError> {
+            self.0.take_prefixed(key, prefix).await
+        }
         async fn delete_expired(&self, now: time::OffsetDateTime) -> Result<u64, StoreError> {
             self.0.delete_expired(now).await
         }

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use carafe::__fuzz::{decode_record, Verifier};
+use carafe::__fuzz::{decode_record, decode_redis_hash, decode_sql_row, encode_redis_hash, Verifier};
 use carafe::{CookieStore, FileStore, Key, SessionId};
 
 const NAME: &str = "__Host-carafe.sid";
@@ -108,6 +108,67 @@ fn main() {
             ("floats", br#"{"data":{"f":1e308,"g":-0.0,"h":5e-324,"i":18446744073709551616},"created":1,"accessed":1,"expires":1}"#.to_vec()),
             ("deep", format!("{{\"data\":{{\"d\":{}1{}}},\"created\":1,\"accessed\":1,\"expires\":1}}", "[".repeat(200), "]".repeat(200)).into_bytes()),
             ("empty", Vec::new()),
+        ],
+    );
+
+    // redis_hash: a flag byte (bit 0: RESP3 map), then fields and values
+    // each ended by a 0 byte; the genuine one is what the store writes.
+    let record = decode_record(RECORD.as_bytes(), limit).expect("the record decodes");
+    let hash = |flags: u8, pairs: &[(Vec<u8>, Vec<u8>)]| {
+        let mut bytes = vec![flags];
+        for (field, value) in pairs {
+            bytes.extend_from_slice(field);
+            bytes.push(0);
+            bytes.extend_from_slice(value);
+            bytes.push(0);
+        }
+        bytes
+    };
+    let fields = encode_redis_hash(&record).expect("the record encodes");
+    assert_eq!(decode_redis_hash(fields.clone(), false).ok().flatten().as_ref(), Some(&record));
+    let meta = |created: &str| {
+        vec![
+            (b"m:created".to_vec(), created.as_bytes().to_vec()),
+            (b"m:accessed".to_vec(), b"1900000000.25".to_vec()),
+            (b"m:expires".to_vec(), b"1900003600".to_vec()),
+        ]
+    };
+    let mut odd = meta("1900000000");
+    odd.push((b"d:".to_vec(), b"[1,{\"a\":null}]".to_vec()));
+    odd.push(("d:\u{fc}".as_bytes().to_vec(), b"1e308".to_vec()));
+    let mut unknown = meta("1900000000");
+    unknown.push((b"x:odd".to_vec(), b"1".to_vec()));
+    write(
+        "redis_hash",
+        &[
+            ("genuine", hash(0, &fields)),
+            ("genuine-map", hash(1, &fields)),
+            ("odd-keys", hash(1, &odd)),
+            ("bad-time", hash(0, &meta("-0."))),
+            ("unknown-field", hash(2, &unknown)),
+        ],
+    );
+
+    // sql_row: a flag byte (bits 0-3: data, created, accessed, expires are
+    // NULL), three little-endian i64 timestamps, then the data column.
+    let row = |flags: u8, times: [i64; 3], data: &[u8]| {
+        let mut bytes = vec![flags];
+        for t in times {
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+        bytes.extend_from_slice(data);
+        bytes
+    };
+    let data = br#"{"count":1,"user":"ada","nested":{"a":[1,2.5,null,true,"\u00e9"]}}"#;
+    assert!(decode_sql_row(Some(data), Some(1_900_000_000), Some(1_900_000_000), Some(1_900_003_600)).is_ok());
+    write(
+        "sql_row",
+        &[
+            ("genuine", row(0, [1_900_000_000, 1_900_000_000, 1_900_003_600], data)),
+            ("null-data", row(1, [0, 0, 0], b"")),
+            ("null-time", row(4, [1, 2, 3], b"{}")),
+            ("not-object", row(0, [-1, 1 << 62, i64::MIN], b"[1,2]")),
+            ("far-times", row(0, [i64::MAX, 0, 0], br#"{"a":"\u0000"}"#)),
         ],
     );
 }

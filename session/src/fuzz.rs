@@ -35,16 +35,20 @@ pub fn decode_record(bytes: &[u8], limit: usize) -> Result<Record, StoreError> {
     crate::store::decode_record(bytes, limit)
 }
 
+/// A Redis hash's fields and values, as bytes.
+#[cfg(feature = "redis-store")]
+pub type RedisPairs = crate::store::RedisPairs;
+
 /// Decodes an `HGETALL` reply of `pairs` (field, value) as the Redis store
 /// does: as an array (RESP2) or, with `as_map`, a map (RESP3).
 #[cfg(feature = "redis-store")]
-pub fn decode_redis_hash(pairs: Vec<(Vec<u8>, Vec<u8>)>, as_map: bool) -> Result<Option<Record>, StoreError> {
+pub fn decode_redis_hash(pairs: RedisPairs, as_map: bool) -> Result<Option<Record>, StoreError> {
     crate::store::decode_redis_pairs(pairs, as_map)
 }
 
 /// The hash fields the Redis store writes for `record`.
 #[cfg(feature = "redis-store")]
-pub fn encode_redis_hash(record: &Record) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub fn encode_redis_hash(record: &Record) -> Result<RedisPairs, StoreError> {
     crate::store::encode_redis_pairs(record)
 }
 
@@ -59,7 +63,7 @@ pub fn decode_sql_row(
     expires: Option<i64>,
 ) -> Result<Record, StoreError> {
     let value = data
-        .map(|bytes| serde_json::from_slice(bytes))
+        .map(serde_json::from_slice)
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("data is not JSON: {e}")))?;
     crate::store::sql_record(value, created, accessed, expires)

@@ -9,6 +9,7 @@
 //!   `skipped: no Redis at URL` rule when they are not;
 //! * [`proxy`]: a TCP proxy that counts the bytes a store sends;
 //! * [`records`]: store keys, changes and 20-key sessions for store tests;
+//! * [`browser`]: headless Chromium through chromedriver, for the browser tests;
 //! * [`apps`]: the HTTP application the SQL store tests serve;
 //! * [`stores`]: every server-side store, for tests that run on each.
 //!
@@ -18,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod browser;
 pub mod client;
 pub mod probe;
 pub mod proxy;

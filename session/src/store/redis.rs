@@ -1342,6 +1342,54 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// A hash's fields and values, as bytes (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// For the fuzz targets: decodes an `HGETALL` reply made of `pairs` (as an
+/// array, the RESP2 form, or a map, RESP3), as a load does.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_pairs(
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    as_map: bool,
+) -> Result<Option<Record>, StoreError> {
+    let reply = if as_map {
+        Value::Map(
+            pairs
+                .into_iter()
+                .map(|(f, v)| (Value::BulkString(f), Value::BulkString(v)))
+                .collect(),
+        )
+    } else {
+        Value::Array(
+            pairs
+                .into_iter()
+                .flat_map(|(f, v)| [Value::BulkString(f), Value::BulkString(v)])
+                .collect(),
+        )
+    };
+    decode(reply)
+}
+
+/// For the fuzz targets: the hash fields a create of `record` writes
+/// (`d:{key}` as JSON, then the metadata), as the save script gets them.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn encode_pairs(record: &Record) -> Result<Pairs, StoreError> {
+    let mut pairs = Vec::with_capacity(record.data.len() + 3);
+    for (name, value) in &record.data {
+        let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
+        pairs.push((data_field(name).into_bytes(), json));
+    }
+    for (field, t) in [
+        (CREATED, record.created),
+        (ACCESSED, record.accessed),
+        (EXPIRES, record.expires),
+    ] {
+        pairs.push((field.as_bytes().to_vec(), timestamp(t).into_bytes()));
+    }
+    Ok(pairs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1605,48 +1653,4 @@ mod tests {
         assert!(matches!(store.load(&key).await, Err(StoreError::Backend(_))));
         assert!(matches!(store.ping().await, Err(StoreError::Backend(_))));
     }
-}
-
-/// For the fuzz targets: decodes an `HGETALL` reply made of `pairs` (as an
-/// array, the RESP2 form, or a map, RESP3), as a load does.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn decode_pairs(
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
-    as_map: bool,
-) -> Result<Option<Record>, StoreError> {
-    let reply = if as_map {
-        Value::Map(
-            pairs
-                .into_iter()
-                .map(|(f, v)| (Value::BulkString(f), Value::BulkString(v)))
-                .collect(),
-        )
-    } else {
-        Value::Array(
-            pairs
-                .into_iter()
-                .flat_map(|(f, v)| [Value::BulkString(f), Value::BulkString(v)])
-                .collect(),
-        )
-    };
-    decode(reply)
-}
-
-/// For the fuzz targets: the hash fields a create of `record` writes
-/// (`d:{key}` as JSON, then the metadata), as the save script gets them.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn encode_pairs(record: &Record) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-    let mut pairs = Vec::with_capacity(record.data.len() + 3);
-    for (name, value) in &record.data {
-        let json = serde_json::to_vec(value).map_err(StoreError::backend)?;
-        pairs.push((data_field(name).into_bytes(), json));
-    }
-    for (field, t) in [
-        (CREATED, record.created),
-        (ACCESSED, record.accessed),
-        (EXPIRES, record.expires),
-    ] {
-        pairs.push((field.as_bytes().to_vec(), timestamp(t).into_bytes()));
-    }
-    Ok(pairs)
 }
