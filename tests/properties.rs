@@ -10,14 +10,13 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use carafe::store::sqlx::postgres::PgPoolOptions;
 use carafe::store::{Change, Data, SaveKind, SessionStore};
-use carafe::{FileStore, MemoryStore, RedisStore, SqliteStore};
+use carafe::{MemoryStore, RedisStore};
 use proptest::collection::{btree_map, btree_set};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::records::{create, key, now, random};
-use support::servers::{available, cluster_unavailable, postgres_url, redis_cluster_nodes, redis_url};
+use support::servers::{cluster_unavailable, redis_cluster_nodes};
 
 /// The keys the changes draw from: few, so that the two saves collide.
 const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -112,46 +111,6 @@ async fn overlapping(
     Ok(())
 }
 
-/// The stores under test: the embedded ones always, Redis and PostgreSQL
-/// when their servers answer (a failure under `CI=true` otherwise).
-async fn stores(dir: &std::path::Path) -> Vec<Box<dyn SessionStore>> {
-    let mut stores: Vec<Box<dyn SessionStore>> = vec![
-        Box::new(MemoryStore::new()),
-        Box::new(FileStore::new(dir.join("files")).unwrap()),
-    ];
-    let sqlite = SqliteStore::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.join("sessions.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlite.migrate().await.unwrap();
-    stores.push(Box::new(sqlite));
-    let url = redis_url();
-    let redis = RedisStore::builder(url.as_str())
-        .prefix(random("carafe-props:"))
-        .build()
-        .unwrap();
-    if available("Redis", &url, redis.load(&key()).await).is_some() {
-        stores.push(Box::new(redis));
-    }
-    let url = postgres_url();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&url)
-        .await;
-    if let Some(pool) = available("PostgreSQL", &url, pool) {
-        let store = carafe::store::PostgresStore::builder(pool)
-            .table(random("props_"))
-            .build()
-            .unwrap();
-        store.migrate().await.unwrap();
-        stores.push(Box::new(store));
-    }
-    stores
-}
-
 #[test]
 fn overlapping_saves_match_a_serial_order_on_every_store() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -160,7 +119,7 @@ fn overlapping_saves_match_a_serial_order_on_every_store() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let stores = rt.block_on(stores(dir.path()));
+    let stores = rt.block_on(support::stores::server_stores(dir.path()));
     assert!(stores.len() >= 3);
     let config = ProptestConfig {
         cases: 64,

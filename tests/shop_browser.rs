@@ -51,6 +51,17 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// Opens the other site's `page`, whose form posts itself to the shop, and
+/// waits until the shop has answered the post.
+async fn cross_site(c: &Client, page: &str, shop: &str) {
+    c.goto(page).await.unwrap();
+    wait_until_some(&format!("the shop to answer the form of {page}"), || async {
+        let url = c.current_url().await.ok()?;
+        url.as_str().starts_with(shop).then_some(())
+    })
+    .await;
+}
+
 async fn log_in(c: &Client, shop: &str, user: &str, password: &str) {
     c.goto(&format!("{shop}/login")).await.unwrap();
     wait_for_page(c, &["Remember me"], &[]).await;
@@ -136,12 +147,7 @@ async fn walk(first: &Browser, second: &Browser, shop: &str, evil: &str) {
     wait_for_page(a, &["Cart (1)"], &["Added Darjeeling"]).await;
 
     // A cross-site form that would log the visitor in as the attacker.
-    a.goto(&format!("{evil}/login-csrf")).await.unwrap();
-    wait_until_some("the cross-site login to be answered", || async {
-        let url = a.current_url().await.ok()?;
-        url.as_str().starts_with(shop).then_some(())
-    })
-    .await;
+    cross_site(a, &format!("{evil}/login-csrf"), shop).await;
     a.goto(&format!("{shop}/")).await.unwrap();
     wait_for_page(a, &["Log in", "Cart (1)"], &["Logged in as", "alan"]).await;
 
@@ -153,12 +159,7 @@ async fn walk(first: &Browser, second: &Browser, shop: &str, evil: &str) {
     wait_for_page(a, &["Logged in as ada"], &["Welcome, ada."]).await;
 
     // A cross-site form that would log the visitor out.
-    a.goto(&format!("{evil}/logout-csrf")).await.unwrap();
-    wait_until_some("the cross-site logout to be answered", || async {
-        let url = a.current_url().await.ok()?;
-        url.as_str().starts_with(shop).then_some(())
-    })
-    .await;
+    cross_site(a, &format!("{evil}/logout-csrf"), shop).await;
     a.goto(&format!("{shop}/")).await.unwrap();
     wait_for_page(a, &["Logged in as ada"], &["You are logged out."]).await;
 

@@ -64,7 +64,9 @@ pub use postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis-cluster")]
 pub use redis::RedisClusterBuilder;
 #[cfg(all(feature = "fuzzing", feature = "redis-store"))]
-pub(crate) use redis::{decode_pairs as decode_redis_pairs, encode_pairs as encode_redis_pairs, Pairs as RedisPairs};
+pub(crate) use redis::{
+    decode_pairs as decode_redis_pairs, encode_pairs as encode_redis_pairs, Pairs as RedisPairs,
+};
 #[cfg(feature = "redis-store")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(all(
