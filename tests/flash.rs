@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 use carafe::flash::{Flash, Level, Message};
@@ -112,14 +112,8 @@ async fn delete_then_push(session: Session) -> String {
     }
 }
 
-async fn take_numbers(flash: Flash) -> Response {
-    match flash.take::<u32>().await {
-        Ok(numbers) => format!("{numbers:?}").into_response(),
-        Err(carafe::SessionError::Deserialize { .. }) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "not numbers").into_response()
-        }
-        Err(err) => err.into_response(),
-    }
+async fn take_numbers(flash: Flash) -> Result<String, carafe::SessionError> {
+    Ok(format!("{:?}", flash.take::<u32>().await?))
 }
 
 async fn junk(session: Session) -> &'static str {
@@ -297,12 +291,58 @@ async fn logout_with_invalidate_keeps_its_message_and_delete_refuses_one() {
 }
 
 #[tokio::test]
-async fn a_body_that_does_not_fit_is_an_error_and_takes_nothing() {
-    let mut client = TestClient::new(app(layer(MemoryStore::new())));
+async fn a_body_that_does_not_fit_stays_for_a_take_of_its_own_type() {
+    let store = Probe::new(MemoryStore::new());
+    let mut client = TestClient::new(app(layer(store.clone())));
     post_to(&mut client, "/push?level=info&body=not%20a%20number").await;
+    post_to(&mut client, "/typed-push").await;
     let r = client.get("/numbers").await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(client.get("/").await.text(), "info: not a number", "still there");
+    assert_eq!(
+        (r.status, r.text()),
+        (StatusCode::OK, "[]".to_owned()),
+        "no 500, nothing shown"
+    );
+    assert_eq!(client.get("/count").await.text(), "2", "both put back, and saved");
+    assert_eq!(
+        client.get("/typed").await.text(),
+        r#"[Message { level: Success, body: Added { product: "tea", quantity: 2 } }]"#,
+        "the typed one, for its own type; the text one stays"
+    );
+    assert_eq!(client.get("/").await.text(), "info: not a number");
+    assert_eq!(client.get("/count").await.text(), "0");
+}
+
+#[tokio::test]
+async fn a_session_holds_at_most_max_messages_the_oldest_go() {
+    let mut client = TestClient::new(app(layer(MemoryStore::new())));
+    let total = carafe::flash::MAX_MESSAGES + 8;
+    for i in 0..total {
+        post_to(&mut client, &format!("/push?level=info&body={i}")).await;
+    }
+    assert_eq!(
+        client.get("/count").await.text(),
+        carafe::flash::MAX_MESSAGES.to_string()
+    );
+    let shown = client.get("/").await.text();
+    let want: Vec<String> = (8..total).map(|i| format!("info: {i}")).collect();
+    assert_eq!(
+        shown,
+        want.join("\n"),
+        "the newest {} in order",
+        carafe::flash::MAX_MESSAGES
+    );
+}
+
+#[tokio::test]
+async fn a_page_with_no_message_costs_no_take() {
+    let store = Probe::new(MemoryStore::new());
+    let mut client = TestClient::new(app(layer(store.clone())));
+    post_to(&mut client, "/push?level=info&body=one").await;
+    assert_eq!(client.get("/").await.text(), "info: one");
+    let takes = || store.takes.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(takes(), 1);
+    assert_eq!(client.get("/").await.text(), "no messages");
+    assert_eq!(takes(), 1, "the session loaded no message: no store call");
 }
 
 #[tokio::test]

@@ -266,3 +266,85 @@ async fn remember_me_gives_a_persistent_cookie_and_a_plain_login_does_not() {
         assert_eq!(got, max_age, "remember={remember}: {cookie}");
     }
 }
+
+#[tokio::test]
+async fn revoking_this_devices_own_handle_is_a_logout_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn SessionStore> =
+        std::sync::Arc::new(carafe::FileStore::new(dir.path()).unwrap());
+    let layer = layer(store);
+    let app = carafe_shop::app(layer.clone());
+    let mut browser = TestClient::new(app);
+    log_in(&mut browser, "ada", "lovelace", false).await;
+    // The page shows no button for this device; a crafted form can still
+    // post its handle (the admin call lists it).
+    let own = layer.owner_sessions("ada").await.unwrap();
+    assert_eq!(own.len(), 1);
+    let r = post(
+        &mut browser,
+        "/devices",
+        "/devices/revoke",
+        &format!("handle={}", own[0].handle),
+    )
+    .await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/"));
+    let page = browser.get("/").await.text();
+    assert!(
+        page.contains("You are logged out.") && page.contains("Log in"),
+        "{page}"
+    );
+    assert!(layer.owner_sessions("ada").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn logging_in_over_another_users_session_keeps_nothing_of_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn SessionStore> =
+        std::sync::Arc::new(carafe::FileStore::new(dir.path()).unwrap());
+    let mut browser = TestClient::new(carafe_shop::app(layer(store)));
+    log_in(&mut browser, "ada", "lovelace", true).await;
+    post(&mut browser, "/", "/cart/add", "product=sencha").await;
+    assert!(browser.get("/").await.text().contains("Cart (1)"));
+    // alan logs in on ada's browser, without "remember me".
+    let r = log_in(&mut browser, "alan", "turing", false).await;
+    let cookie = r
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(support::COOKIE))
+        .expect("a new session cookie")
+        .to_owned();
+    assert!(!cookie.contains("Max-Age"), "not ada's remember-me: {cookie}");
+    let page = browser.get("/").await.text();
+    assert!(
+        page.contains("Logged in as <strong>alan</strong>") && page.contains("Cart (0)"),
+        "{page}"
+    );
+    // The same user again keeps the cart (a re-login, not a new visitor).
+    post(&mut browser, "/", "/cart/add", "product=assam").await;
+    log_in(&mut browser, "alan", "turing", false).await;
+    assert!(browser.get("/").await.text().contains("Cart (1)"));
+}
+
+#[tokio::test]
+async fn a_cart_holds_at_most_max_quantity_of_a_tea() {
+    let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(carafe::MemoryStore::new());
+    let mut browser = TestClient::new(carafe_shop::app(layer(store)));
+    let page = browser.get("/").await;
+    let form = format!("product=assam&csrf_token={}", token(&page));
+    for _ in 0..carafe_shop::MAX_QUANTITY {
+        browser.post_form("/cart/add", &form).await;
+    }
+    let r = browser.post_form("/cart/add", &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = browser.get("/").await.text();
+    assert!(
+        page.contains(&format!("At most {} of each tea.", carafe_shop::MAX_QUANTITY)),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("Cart ({})", carafe_shop::MAX_QUANTITY)),
+        "{page}"
+    );
+}

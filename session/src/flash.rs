@@ -21,9 +21,10 @@
 //! }
 //!
 //! async fn page(flash: Flash) -> Result<String, carafe::SessionError> {
+//!     // Plain text here; in HTML, escape the body (it may hold user input).
 //!     let mut page = String::new();
 //!     for message in flash.take::<String>().await? {
-//!         page += &format!("<p class=\"{}\">{}</p>\n", message.level, message.body);
+//!         page += &format!("{}: {}\n", message.level, message.body);
 //!     }
 //!     Ok(page)
 //! }
@@ -55,14 +56,24 @@
 //! response sets; two overlapping requests that carry the same cookie can
 //! both show a message there (as with Rails' and Django's cookie storage).
 //!
-//! # Bad data
+//! # Bad data, and limits
 //!
-//! A message whose body does not deserialize into the type asked for makes
-//! [`Flash::take`] answer [`SessionError::Deserialize`] without taking
-//! anything. A value under a `_flash.` key that is not a message at all
-//! (written through the untyped session) is dropped with a warning.
-//! Messages live in the session, which only the server (or, for the cookie
-//! store, the server's key) can write: a client cannot forge one.
+//! A message whose body does not deserialize into the type asked for is not
+//! answered by [`Flash::take`]: it stays in the session (put back, saved at
+//! the end of the request) for a take with the type it was pushed with,
+//! and a warning names its key. So one message of another type never breaks
+//! the pages that show the rest. A value under a `_flash.` key that is not a
+//! message at all (written through the untyped session) is dropped with a
+//! warning. Messages live in the session, which only the server (or, for
+//! the cookie store, the server's key) can write: a client cannot forge one.
+//!
+//! A session holds at most [`MAX_MESSAGES`] messages: a push beyond that
+//! drops the oldest, so messages pushed by requests whose pages are never
+//! shown (a script's `fetch`) cannot grow a session (or a cookie) until
+//! every save fails.
+//!
+//! Bodies are text the application chose, often with user input in it:
+//! escape them when writing HTML (a template crate such as maud does).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +94,13 @@ use crate::session::Session;
 /// assert_eq!(carafe::flash::KEY_PREFIX, "_flash.");
 /// ```
 pub const KEY_PREFIX: &str = "_flash.";
+
+/// The most messages a session holds: a push beyond this drops the oldest.
+///
+/// ```
+/// assert_eq!(carafe::flash::MAX_MESSAGES, 32);
+/// ```
+pub const MAX_MESSAGES: usize = 32;
 
 /// Orders messages pushed in the same second by this process.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -213,6 +231,22 @@ impl Flash {
             key: key.clone(),
             source,
         })?;
+        let mut keys: Vec<String> = self
+            .session
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(KEY_PREFIX))
+            .collect();
+        if keys.len() >= MAX_MESSAGES {
+            keys.sort();
+            for oldest in &keys[..=keys.len() - MAX_MESSAGES] {
+                self.session.remove_auto(oldest);
+            }
+            tracing::debug!(
+                max = MAX_MESSAGES,
+                "flash messages at their limit: the oldest was dropped"
+            );
+        }
         self.session.insert_auto(key, value)
     }
 
@@ -310,13 +344,16 @@ impl Flash {
     /// Answers the session's messages, oldest first, and removes them: from
     /// the store at once and atomically, so that no other request shows
     /// them (see [exactly once](self#exactly-once)). Use
-    /// `take::<serde_json::Value>()` for bodies of any shape.
+    /// `take::<serde_json::Value>()` for bodies of any shape. A message whose
+    /// body does not fit `T` is not answered: it stays in the session (see
+    /// [bad data](self#bad-data-and-limits)). A session with no message
+    /// loaded costs no store call.
     ///
     /// # Errors
     ///
-    /// [`SessionError::Deserialize`] when a message this request loaded
-    /// does not fit `T`: then nothing is taken. [`SessionError::Store`]
-    /// when the store fails or times out: nothing is taken either.
+    /// [`SessionError::Store`] when the store fails or times out. After a
+    /// failure nothing was taken; after a timeout the store may have taken
+    /// the messages all the same, and they are then not shown.
     ///
     /// ```
     /// use carafe::flash::{Flash, Level};
@@ -332,21 +369,13 @@ impl Flash {
     /// }
     /// ```
     pub async fn take<T: DeserializeOwned>(&self) -> Result<Vec<Message<T>>, SessionError> {
-        // What this request loaded must fit before anything is taken.
-        for (key, value) in self.session.entries_with_prefix(KEY_PREFIX) {
-            if let Some(message) = stored_message(&value) {
-                serde_json::from_value::<T>(message.body)
-                    .map_err(|source| SessionError::Deserialize { key, source })?;
-            }
-        }
         let taken = self.session.take_prefixed(KEY_PREFIX).await?;
         let mut entries: Vec<(String, Value)> = taken.into_iter().collect();
         // Keys sort in push order (fixed-width time and sequence fields).
         entries.sort_by(|(a, _), (b, _)| a.cmp(b));
         let mut messages = Vec::with_capacity(entries.len());
-        let mut unfit = None;
-        for (key, value) in &entries {
-            let Some(message) = stored_message(value) else {
+        for (key, value) in entries {
+            let Some(message) = stored_message(&value) else {
                 tracing::warn!("dropped a session value under a flash key that is not a flash message");
                 continue;
             };
@@ -355,18 +384,16 @@ impl Flash {
                     level: message.level,
                     body,
                 }),
-                Err(source) => {
-                    unfit.get_or_insert((key.clone(), source));
+                Err(err) => {
+                    // Left for a take with the type it was pushed with.
+                    tracing::warn!(
+                        key,
+                        error = crate::error::category(&err),
+                        "a flash message does not fit the type asked for; it stays in the session"
+                    );
+                    self.session.insert_auto(key, value)?;
                 }
             }
-        }
-        if let Some((key, source)) = unfit {
-            // A message another request added meanwhile does not fit: put
-            // every message back (saved at the end of this request).
-            for (key, value) in entries {
-                self.session.insert_auto(key, value)?;
-            }
-            return Err(SessionError::Deserialize { key, source });
         }
         Ok(messages)
     }

@@ -1,5 +1,6 @@
-//! What the fuzz targets in `fuzz/` call (feature `fuzzing`). Not public
-//! API: it only wraps internal functions, and may change in any release.
+//! What the fuzz targets in `fuzz/` and the micro-benchmarks in `benches/`
+//! call (feature `fuzzing`). Not public API: it only wraps internal
+//! functions, and may change in any release.
 
 use crate::error::StoreError;
 use crate::id::SessionId;
@@ -15,6 +16,13 @@ impl Verifier {
     #[must_use]
     pub fn new(key: Key, cookie_name: &str) -> Self {
         Verifier(Keys::new(key, Vec::new(), cookie_name))
+    }
+
+    /// A verifier that signs with `key` and also accepts `old` keys (key
+    /// rotation), for the cookie named `cookie_name`.
+    #[must_use]
+    pub fn with_old_keys(key: Key, old: Vec<Key>, cookie_name: &str) -> Self {
+        Verifier(Keys::new(key, old, cookie_name))
     }
 
     /// The signed cookie value `<id>.<tag>` for `id`.

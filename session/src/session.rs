@@ -69,16 +69,9 @@ impl Session {
         Ok(())
     }
 
-    /// The keys starting with `prefix` and their values, as this request
-    /// sees them.
-    pub(crate) fn entries_with_prefix(&self, prefix: &str) -> Vec<(String, Value)> {
-        self.lock()
-            .tracked
-            .data()
-            .iter()
-            .filter(|(key, _)| key.starts_with(prefix))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
+    /// Removes `key` as a change saved with no `save()` call.
+    pub(crate) fn remove_auto(&self, key: &str) {
+        self.lock().remove(key, Saver::Auto);
     }
 
     /// Takes the keys starting with `prefix` out of the session at once

@@ -9,7 +9,8 @@
 //! * flash messages after every redirect, shown once;
 //! * a preferences page (a typed session, saved with no call);
 //! * "your devices": the user's sessions, each revocable, and "log out all
-//!   other devices";
+//!   other devices" (on the file store, listing reads every session file:
+//!   fine for a demo and a small site; Redis and PostgreSQL keep an index);
 //! * every page is sent `Cache-Control: no-store`, so Back after a logout
 //!   shows no personal page from the browser's cache.
 //!
@@ -38,6 +39,9 @@ use serde::Deserialize;
 
 use crate::model::{check_password, product, Auth, Cart, Prefs, Theme};
 use crate::pages::Frame;
+
+/// The most of one tea a cart holds (so no sum can overflow).
+pub const MAX_QUANTITY: u32 = 99;
 
 /// How long "remember me" keeps a session: 30 days since its last use.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -149,8 +153,13 @@ async fn add(
 ) -> Result<Redirect, Failure> {
     match product(&form.product) {
         Some(p) => {
-            *cart.items.entry(p.id.to_owned()).or_default() += 1;
-            flash.success(format!("Added {} to your cart.", p.name))?;
+            let quantity = cart.items.entry(p.id.to_owned()).or_default();
+            if *quantity < MAX_QUANTITY {
+                *quantity += 1;
+                flash.success(format!("Added {} to your cart.", p.name))?;
+            } else {
+                flash.warning(format!("At most {MAX_QUANTITY} of each tea."))?;
+            }
         }
         None => flash.error("There is no such product.")?,
     }
@@ -184,6 +193,12 @@ async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Redirect
         flash.error("Wrong user or password.")?;
         return Ok(Redirect::to("/login"));
     }
+    // Someone else's session in this browser: start afresh, so nothing of
+    // theirs (cart, preferences, remember me) carries over.
+    let previous = Typed::<Auth>::from_session(session.clone())?.user.clone();
+    if previous.is_some_and(|user| user != form.user) {
+        session.invalidate();
+    }
     // A new id and a new CSRF secret at every change of privilege.
     session.cycle_id();
     carafe::csrf::rotate(&session)?;
@@ -192,9 +207,13 @@ async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Redirect
     auth.save();
     drop(auth);
     session.set_owner(form.user.clone())?;
-    if form.remember.is_some() {
-        session.set_expiry(SessionExpiry::remember_for(REMEMBER_FOR))?;
-    }
+    // Remember me, or the layer's own expiry (a browser-session cookie).
+    let expiry = if form.remember.is_some() {
+        SessionExpiry::remember_for(REMEMBER_FOR)
+    } else {
+        SessionExpiry::default()
+    };
+    session.set_expiry(expiry)?;
     flash.success(format!("Welcome, {}.", form.user))?;
     Ok(Redirect::to("/"))
 }
@@ -227,8 +246,10 @@ async fn save_preferences(
 
 async fn devices(session: Session) -> Page {
     require_login(&session)?;
-    let frame = frame(&session).await?;
+    // Listed before the frame takes the messages: a failed listing shows
+    // the messages on the next page instead.
     let sessions = session.owner_sessions().await?;
+    let frame = frame(&session).await?;
     Ok(pages::devices(&frame, &sessions))
 }
 
@@ -239,6 +260,18 @@ struct RevokeForm {
 
 async fn revoke(session: Session, Form(form): Form<RevokeForm>) -> Result<Response, Failure> {
     require_login(&session)?;
+    let own = session
+        .owner_sessions()
+        .await?
+        .iter()
+        .any(|s| s.current && s.handle == form.handle);
+    if own {
+        // This device's own handle: a logout (revoke would delete the
+        // session, leaving nowhere to put the message).
+        session.invalidate();
+        Flash::new(&session).info("You are logged out.")?;
+        return Ok(Redirect::to("/").into_response());
+    }
     if session.revoke(&form.handle).await? {
         Flash::new(&session).success("That device is logged out.")?;
         Ok(Redirect::to("/devices").into_response())

@@ -198,11 +198,14 @@ impl Inner {
     /// there, so that of two overlapping requests each key goes to one;
     /// otherwise from the request's data (a new session, or a client-side
     /// one, whose cookie is rewritten without them). A deleted session has
-    /// nothing to take.
+    /// nothing to take, and neither has one whose data, as loaded and
+    /// changed here, holds no such key: no store call (a key another
+    /// request adds meanwhile is taken by a later request).
     pub(crate) async fn take_prefixed(&self, prefix: &str) -> Result<crate::record::Data, StoreError> {
         let stored = {
             let mut state = self.lock();
-            if !state.is_live() {
+            let any = state.tracked.data().keys().any(|key| key.starts_with(prefix));
+            if !state.is_live() || !any {
                 return Ok(crate::record::Data::new());
             }
             match (&self.shared.backend.0, &state.stored) {

@@ -975,8 +975,10 @@ pub async fn take_prefixed_takes_once(store: &dyn SessionStore) {
     let c = Check::new(store, "take_prefixed_takes_once");
     let t = now();
     let k = key();
+    // The owner key is among them: a take never touches the owner.
     let kept = data(&[
         ("user", json!("ada")),
+        (crate::record::OWNER_KEY, json!("ada")),
         ("_f", json!(1)),
         ("_fx.1", json!(2)),
         ("x_f.1", json!(3)),

@@ -295,7 +295,12 @@ return out
 /// another owner or has expired, so a stale entry never brings a session
 /// back. A delete takes the key out of the index. If the index write fails
 /// after the session was written, the save answers the error (the request
-/// fails) rather than leave a live session missing from its owner's list.
+/// fails). The session itself is written by then, so its index entry may
+/// keep the old expiry until its next successful save: if that old expiry
+/// passes first, the session is missing from its owner's list (and from
+/// "revoke all others") until then. On Redis Cluster, a revoke that runs
+/// between the two steps of a cross-slot cycle finds the session under
+/// neither key and misses it (see [Redis Cluster](RedisStore#redis-cluster)).
 ///
 /// # Connections and failures
 ///
