@@ -44,6 +44,16 @@ fn location(r: &TestResponse) -> &str {
         .unwrap_or("")
 }
 
+/// The `Set-Cookie` header of the session cookie, if the response sets it.
+fn session_set_cookie(r: &TestResponse) -> Option<String> {
+    r.headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(support::COOKIE))
+        .map(str::to_owned)
+}
+
 /// The `handle` values of the other devices' revoke forms.
 fn handles(page: &str) -> Vec<String> {
     page.match_indices("name=\"handle\" value=\"")
@@ -251,14 +261,7 @@ async fn remember_me_gives_a_persistent_cookie_and_a_plain_login_does_not() {
     for (remember, max_age) in [(true, Some(carafe_shop::REMEMBER_FOR.as_secs())), (false, None)] {
         let mut browser = TestClient::new(app.clone());
         let r = log_in(&mut browser, "ada", "lovelace", remember).await;
-        let cookie = r
-            .headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with(support::COOKIE))
-            .expect("the login sets the session cookie")
-            .to_owned();
+        let cookie = session_set_cookie(&r).expect("the login sets the session cookie");
         let got = cookie
             .split("; ")
             .find_map(|a| a.strip_prefix("Max-Age="))
@@ -307,14 +310,7 @@ async fn logging_in_over_another_users_session_keeps_nothing_of_theirs() {
     assert!(browser.get("/").await.text().contains("Cart (1)"));
     // alan logs in on ada's browser, without "remember me".
     let r = log_in(&mut browser, "alan", "turing", false).await;
-    let cookie = r
-        .headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with(support::COOKIE))
-        .expect("a new session cookie")
-        .to_owned();
+    let cookie = session_set_cookie(&r).expect("a new session cookie");
     assert!(!cookie.contains("Max-Age"), "not ada's remember-me: {cookie}");
     let page = browser.get("/").await.text();
     assert!(
